@@ -1,0 +1,265 @@
+"""Generate ``notebooks/`` and ``exercises/`` from ``solutions/`` (the single source).
+
+    python -m helpers.build            # regenerate every lesson
+    python -m helpers.build --check    # fail (exit 1) when a generated file is stale
+    python -m helpers.build --execute solutions/01_overfitting.ipynb   # re-run, keep outputs
+
+Cell roles live in ``cell.metadata["course"]``: ``{"role": "answer", "exercise": "ex1.1"}``,
+``{"role": "check", "exercise": "ex1.1"}``, ``{"role": "exercises"}`` (the markdown cell that
+opens the exercise section) and ``{"role": "setup"}`` (the exercise section's own setup).
+The build also writes two header cells into every notebook, solutions included: the
+"Open in Colab" badge and the Colab setup cell, both made from :mod:`helpers.course`.
+
+- ``notebooks/NN_*.ipynb``: the whole lesson, answers replaced by stubs, no outputs.
+- ``exercises/NN_*.ipynb``: the header cells and the exercise section alone, stubs, no outputs.
+
+In an answer cell, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are
+the answer; the stub replaces them with ``raise NotImplementedError("exN.M ...")`` at the
+same indentation (or ``name = None`` at top level, for an answer that is a value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+from helpers import course
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+CHECK_TAG = "nbval-check-output"
+
+COLAB_SETUP = '''\
+# Setup. On Colab this installs the course's `helpers` package (torch is already there and
+# is left alone); on your own machine, where `helpers` is installed, it does nothing.
+import os, sys
+if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
+    try:
+        import helpers
+    except ImportError:
+        import subprocess
+        repo = os.environ.get("COURSE_REPO_URL", "{repo_url}")
+        print("Installing the course helpers from", repo)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "git+" + repo], check=True)
+        import helpers'''
+
+
+class BuildError(Exception):
+    """A solutions notebook breaks a rule of the build (message says which)."""
+
+
+def role(cell) -> str | None:
+    return cell.get("metadata", {}).get("course", {}).get("role")
+
+
+def exercise_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("course", {}).get("exercise")
+
+
+def header_cells(relpath: str) -> list:
+    """The badge cell and the Colab setup cell for the notebook at ``relpath``."""
+    badge = nbformat.v4.new_markdown_cell(course.colab_badge(relpath))
+    badge.metadata["course"] = {"role": "badge"}
+    badge.id = "course-badge"
+    setup = nbformat.v4.new_code_cell(COLAB_SETUP.format(repo_url=course.REPO_URL))
+    setup.metadata["course"] = {"role": "colab"}
+    setup.id = "course-colab-setup"
+    return [badge, setup]
+
+
+def stub_source(source: str, ex_id: str, name: str | None = None) -> str:
+    """The answer cell's source with every solution region replaced by a stub."""
+    lines = source.split("\n")
+    out, inside = [], False
+    for line in lines:
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise BuildError(f"{ex_id}: nested {BEGIN}")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            if indent or not name:
+                out.append(f'{indent}raise NotImplementedError("{ex_id}: write your answer here")')
+            else:
+                out.append(f"{name} = None  # {ex_id}: replace None with your answer")
+        elif stripped == END:
+            if not inside:
+                raise BuildError(f"{ex_id}: {END} without {BEGIN}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise BuildError(f"{ex_id}: {BEGIN} without {END}")
+    return "\n".join(out)
+
+
+def _clear(cell) -> None:
+    if cell.cell_type == "code":
+        cell.outputs = []
+        cell.execution_count = None
+
+
+def _tags(cell, want_check: bool) -> None:
+    tags = [t for t in cell.metadata.get("tags", []) if t != CHECK_TAG]
+    if want_check:
+        tags.append(CHECK_TAG)
+    if tags:
+        cell.metadata["tags"] = tags
+    else:
+        cell.metadata.pop("tags", None)
+
+
+def validate(nb, name: str) -> dict:
+    """Check the rules of a solutions notebook; returns ``{exercise_id: answer cell}``."""
+    from helpers.checks import lesson_exercises
+
+    lesson = nb.metadata.get("course", {}).get("lesson")
+    if lesson != name[:2]:
+        raise BuildError(f"{name}: metadata course.lesson is {lesson!r}, expected {name[:2]!r}")
+    starts = [i for i, c in enumerate(nb.cells) if role(c) == "exercises"]
+    if len(starts) != 1:
+        raise BuildError(f"{name}: needs exactly one cell with role 'exercises', found {len(starts)}")
+    code_after = [c for c in nb.cells[starts[0]:] if c.cell_type == "code"]
+    if not code_after or role(code_after[0]) != "setup":
+        raise BuildError(f"{name}: the first code cell of the exercise section must have role 'setup'")
+    answers: dict = {}
+    for i, c in enumerate(nb.cells):
+        if role(c) == "answer":
+            ex = exercise_id(c)
+            if ex in answers:
+                raise BuildError(f"{name}: two answer cells for {ex}")
+            if i < starts[0]:
+                raise BuildError(f"{name}: answer cell {ex} is above the exercise section")
+            if BEGIN not in c.source:
+                raise BuildError(f"{name}: answer cell {ex} has no {BEGIN} marker")
+            nxt = [d for d in nb.cells[i + 1:] if d.cell_type == "code"][:1]
+            if not nxt or role(nxt[0]) != "check" or exercise_id(nxt[0]) != ex:
+                raise BuildError(f"{name}: answer cell {ex} must be followed by its check cell")
+            answers[ex] = c
+        if role(c) == "check" and f'"{exercise_id(c)}"' not in c.source:
+            raise BuildError(f"{name}: check cell for {exercise_id(c)} does not name it")
+    registered = {e.id for e in lesson_exercises(name[:2])}
+    if registered != set(answers):
+        raise BuildError(f"{name}: answer cells {sorted(answers)} but registered checks "
+                         f"{sorted(registered)}")
+    return answers
+
+
+def normalise_solution(nb, name: str):
+    """The solutions notebook with canonical header cells, check tags and metadata."""
+    nb = copy.deepcopy(nb)
+    body = [c for c in nb.cells if role(c) not in ("badge", "colab")]
+    old_setup = next((c for c in nb.cells if role(c) == "colab"), None)
+    head = header_cells(f"solutions/{name}")
+    if old_setup is not None and old_setup.get("source") == head[1].source:
+        head[1].outputs, head[1].execution_count = old_setup.outputs, old_setup.execution_count
+    nb.cells = head + body
+    for c in nb.cells:
+        _tags(c, role(c) == "check")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
+def student_copy(nb, name: str, folder: str):
+    """The learner's copy for ``folder`` (``notebooks`` or ``exercises``)."""
+    from helpers.checks import get
+
+    nb = copy.deepcopy(nb)
+    body = [c for c in nb.cells if role(c) not in ("badge", "colab")]
+    if folder == "exercises":
+        start = next(i for i, c in enumerate(body) if role(c) == "exercises")
+        body = body[start:]
+    for c in body:
+        _clear(c)
+        if role(c) == "answer":
+            ex = get(exercise_id(c))
+            c.source = stub_source(c.source, ex.id, ex.name if ex.kind == "value" else None)
+    nb.cells = header_cells(f"{folder}/{name}") + body
+    for c in nb.cells:
+        _clear(c)
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def dumps(nb) -> str:
+    return nbformat.writes(nb, version=4) + "\n"
+
+
+def plan(root: Path = course.ROOT) -> dict[Path, str]:
+    """Every file the build writes, with its content."""
+    files: dict[Path, str] = {}
+    sources = sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    for path in sources:
+        nb = nbformat.read(path, as_version=4)
+        name = path.name
+        validate(nb, name)
+        sol = normalise_solution(nb, name)
+        files[path] = dumps(sol)
+        for folder in ("notebooks", "exercises"):
+            files[root / folder / name] = dumps(student_copy(sol, name, folder))
+    return files
+
+
+def execute(path: Path, timeout: int = 600) -> None:
+    """Run a solutions notebook top to bottom in a fresh kernel and save it with its outputs."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    nb = normalise_solution(nb, path.name)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    path.write_text(dumps(nb))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m helpers.build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="fail when a generated file is stale")
+    ap.add_argument("--execute", nargs="*", metavar="NOTEBOOK",
+                    help="re-run these solutions notebooks (all when none given) before building")
+    args = ap.parse_args(argv)
+    if args.execute is not None:
+        targets = [Path(p) for p in args.execute] or sorted(course.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+        for p in targets:
+            print(f"executing {p} ...", flush=True)
+            execute(p)
+    try:
+        files = plan()
+    except BuildError as e:
+        print(f"build error: {e}", file=sys.stderr)
+        return 2
+    stale = []
+    for path, text in files.items():
+        current = path.read_text() if path.exists() else None
+        if current != text:
+            stale.append(path)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    expected = {p for p in files if p.parent.name in ("notebooks", "exercises")}
+    for folder in ("notebooks", "exercises"):
+        for p in sorted((course.ROOT / folder).glob("*.ipynb")):
+            if p not in expected:
+                stale.append(p)
+                if not args.check:
+                    p.unlink()
+    rel = [str(p.relative_to(course.ROOT)) for p in stale]
+    if args.check:
+        if stale:
+            print("stale generated files (run `python -m helpers.build`):\n  " + "\n  ".join(rel))
+            return 1
+        print(f"in sync: {len(files)} notebooks")
+        return 0
+    print(f"built {len(files)} notebooks" + (f"; updated: {', '.join(rel)}" if rel else "; nothing changed"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

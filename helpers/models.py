@@ -1,0 +1,68 @@
+"""Models used across the lessons."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def mlp(in_features: int, hidden: Sequence[int] = (256, 256), out_features: int = 1,
+        activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0, batch_norm: bool = False,
+        input_dropout: float = 0.0) -> nn.Sequential:
+    """A multilayer perceptron ``in -> hidden... -> out``.
+
+    Each hidden block is ``Linear -> [BatchNorm1d] -> activation -> [Dropout(dropout)]``
+    (dropout after the batch norm, so the batch norm sees the same variance in train and
+    eval). ``input_dropout`` adds a Dropout on the inputs. Input ``(N, in_features)``,
+    output ``(N, out_features)`` logits.
+    """
+    layers: list[nn.Module] = []
+    if input_dropout > 0:
+        layers.append(nn.Dropout(input_dropout))
+    width = in_features
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(activation())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+class DigitsCNN(nn.Module):
+    """A small CNN for ``(N, 1, 8, 8)`` digits: two conv blocks and a linear classifier.
+
+    Block: ``Conv2d(3x3, padding 1) -> [BatchNorm2d] -> ReLU -> MaxPool2d(2)``, so 8x8 ->
+    4x4 -> 2x2; then ``Flatten -> [Dropout] -> Linear(channels[1]*4, num_classes)``.
+    Output ``(N, num_classes)`` logits.
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32), num_classes: int = 10,
+                 dropout: float = 0.0, batch_norm: bool = False):
+        super().__init__()
+        c1, c2 = channels
+
+        def block(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm),
+                    *( [nn.BatchNorm2d(cout)] if batch_norm else []),
+                    nn.ReLU(), nn.MaxPool2d(2)]
+
+        self.features = nn.Sequential(*block(1, c1), *block(c1, c2))
+        head: list[nn.Module] = [nn.Flatten()]
+        if dropout > 0:
+            head.append(nn.Dropout(dropout))
+        head.append(nn.Linear(c2 * 4, num_classes))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars in ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
