@@ -193,10 +193,12 @@ def dumps(nb) -> str:
     return nbformat.writes(nb, version=4) + "\n"
 
 
-def plan(root: Path = course.ROOT) -> dict[Path, str]:
-    """Every file the build writes, with its content."""
+def plan(root: Path = course.ROOT, lessons=None) -> dict[Path, str]:
+    """Every file the build writes (for ``lessons``, e.g. ``["03"]``; all when None), with its content."""
     files: dict[Path, str] = {}
     sources = sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    if lessons:
+        sources = [p for p in sources if p.name[:2] in lessons]
     for path in sources:
         nb = nbformat.read(path, as_version=4)
         name = path.name
@@ -224,6 +226,8 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="fail when a generated file is stale")
     ap.add_argument("--execute", nargs="*", metavar="NOTEBOOK",
                     help="re-run these solutions notebooks (all when none given) before building")
+    ap.add_argument("--lesson", action="append", metavar="NN",
+                    help="only this lesson (repeatable); default: every lesson")
     args = ap.parse_args(argv)
     if args.execute is not None:
         targets = [Path(p) for p in args.execute] or sorted(course.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
@@ -231,7 +235,7 @@ def main(argv=None) -> int:
             print(f"executing {p} ...", flush=True)
             execute(p)
     try:
-        files = plan()
+        files = plan(lessons=args.lesson)
     except BuildError as e:
         print(f"build error: {e}", file=sys.stderr)
         return 2
@@ -246,7 +250,7 @@ def main(argv=None) -> int:
     expected = {p for p in files if p.parent.name in ("notebooks", "exercises")}
     for folder in ("notebooks", "exercises"):
         for p in sorted((course.ROOT / folder).glob("*.ipynb")):
-            if p not in expected:
+            if p not in expected and (not args.lesson or p.name[:2] in args.lesson):
                 stale.append(p)
                 if not args.check:
                     p.unlink()

@@ -157,3 +157,46 @@ def judge_mse(data):
 
 
 exercise("ex1.3", "mse", probe_mse, judge_mse)
+
+# ------------------------------------------------------------------ ex1.4 (a value)
+
+def _split_errors():
+    """Validation and fitting MSE of degrees 0..4 on the even/odd split of lesson 01's curve."""
+    from helpers.data import noisy_sine
+
+    c = noisy_sine(n_train=10, n_test=200, noise=0.25, seed=0)
+    xf, yf, xv, yv = c.x_train[0::2], c.y_train[0::2], c.x_train[1::2], c.y_train[1::2]
+    val, fitting = [], []
+    for d in range(5):
+        coef = np.linalg.lstsq(np.vander(xf, d + 1, increasing=True), yf, rcond=None)[0]
+        val.append(float(np.mean((np.vander(xv, d + 1, increasing=True) @ coef - yv) ** 2)))
+        fitting.append(float(np.mean((np.vander(xf, d + 1, increasing=True) @ coef - yf) ** 2)))
+    return val, fitting
+
+
+def probe_best_degree(best_degree):
+    from helpers.checks.core import encode
+    return {"result": encode(best_degree)}
+
+
+def judge_best_degree(data):
+    val, fitting = _split_errors()
+    ref = int(np.argmin(val))
+    got = data["result"]
+    if got is None or getattr(got, "value", 0) is None:
+        raise Fail("best_degree is not set: assign the degree (an int from 0 to 4) with the "
+                   "lowest validation MSE.")
+    v = as_float(got, "best_degree")
+    if v != int(v) or not 0 <= v <= 4:
+        raise Fail(f"best_degree should be an integer degree from 0 to 4, got {v:g}.")
+    v = int(v)
+    if v == ref:
+        return None
+    if v == int(np.argmin(fitting)):
+        raise Fail(f"degree {v} has the lowest error on the points it was fitted to, which "
+                   "always favours the largest degree. Compare errors on the validation points.")
+    raise Fail(f"degree {v} is not the one with the lowest validation MSE. Fit on the even "
+               "positions, measure the MSE on the odd positions, and take the argmin.")
+
+
+exercise("ex1.4", "best_degree", probe_best_degree, judge_best_degree, kind="value")

@@ -1,0 +1,86 @@
+"""The one-source build: generated copies are in sync, hold no answers and no outputs."""
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from helpers import build, course
+from helpers.build import BEGIN, END, BuildError, role, stub_source
+
+LESSONS = sorted(course.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_build_check_is_in_sync():
+    proc = subprocess.run([sys.executable, "-m", "helpers.build", "--check"],
+                          capture_output=True, text=True, cwd=course.ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_stub_source_keeps_signature_and_indentation():
+    src = f"def f(x):\n    \"\"\"Doc.\"\"\"\n    {BEGIN}\n    return x + 1\n    {END}\n"
+    out = stub_source(src, "ex9.1")
+    assert out == 'def f(x):\n    """Doc."""\n    raise NotImplementedError("ex9.1: write your answer here")\n'
+
+
+def test_stub_source_value_answer():
+    src = f"{BEGIN}\nanswer = 42\n{END}"
+    assert stub_source(src, "ex9.2", "answer") == "answer = None  # ex9.2: replace None with your answer"
+
+
+@pytest.mark.parametrize("src", [f"{BEGIN}\nx", f"x\n{END}", f"{BEGIN}\n{BEGIN}\n{END}"])
+def test_stub_source_rejects_unbalanced_markers(src):
+    with pytest.raises(BuildError):
+        stub_source(src, "ex9.3")
+
+
+def test_validate_rejects_answer_without_check():
+    nb = nbformat.read(LESSONS[0], as_version=4)
+    checks = [i for i, c in enumerate(nb.cells) if role(c) == "check"]
+    del nb.cells[checks[0]]
+    with pytest.raises(BuildError, match="followed by its check cell"):
+        build.validate(nb, LESSONS[0].name)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_generated_copies(path):
+    sol = nbformat.read(path, as_version=4)
+    answers = [c.source for c in sol.cells if role(c) == "answer"]
+    secret_lines = set()
+    for src in answers:
+        inside = False
+        for line in src.split("\n"):
+            if line.strip() == BEGIN:
+                inside = True
+            elif line.strip() == END:
+                inside = False
+            elif inside and len(line.strip()) > 12:
+                secret_lines.add(line.strip())
+    for folder in ("notebooks", "exercises"):
+        nb = nbformat.read(course.ROOT / folder / path.name, as_version=4)
+        assert nb.metadata["course"]["lesson"] == path.name[:2]
+        assert role(nb.cells[0]) == "badge" and f"{folder}/{path.name}" in nb.cells[0].source
+        assert role(nb.cells[1]) == "colab" and course.REPO_URL in nb.cells[1].source
+        for c in nb.cells:
+            if c.cell_type == "code":
+                assert c.outputs == [] and c.execution_count is None
+                for line in secret_lines:
+                    assert line not in c.source, f"{folder}/{path.name} leaks: {line}"
+        n_answers = sum(role(c) == "answer" for c in nb.cells)
+        assert n_answers == len(answers)
+        if folder == "exercises":
+            assert role(nb.cells[2]) == "exercises"
+            assert role(next(c for c in nb.cells[2:] if c.cell_type == "code")) == "setup"
+        else:
+            assert len(nb.cells) == len(sol.cells)
+
+
+def test_solutions_are_executed_with_check_outputs():
+    for path in LESSONS:
+        nb = nbformat.read(path, as_version=4)
+        for c in nb.cells:
+            if role(c) == "check":
+                assert "nbval-check-output" in c.metadata.get("tags", [])
+                texts = [o.get("data", {}).get("text/plain", "") for o in c.outputs]
+                assert any(t.endswith("passed") for t in texts), f"{path.name}: {c.source}"
