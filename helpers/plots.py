@@ -92,3 +92,203 @@ def mean_and_spread(x: Sequence, runs: np.ndarray, label: str, ax=None):
     line, = ax.plot(x, mean, label=f"{label} (mean of {len(runs)})")
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     return ax
+
+
+# ---------------------------------------------------------------- lesson 02 (weight decay)
+
+def weight_bars(weights: Mapping[str, np.ndarray], ax=None, highlight: Sequence[int] = (0, 1),
+                title: str = "Weights per input feature", ylabel: str = "weight"):
+    """Grouped bar chart of weight vectors, one group of bars per input feature.
+
+    ``weights`` maps a label to a ``(d,)`` array (all the same length ``d``); feature indices
+    in ``highlight`` (the informative ones) get a shaded background. Each label's legend entry
+    also counts its exactly-zero weights.
+    """
+    ax = _axes(ax, figsize=(9, 3.6))
+    items = [(k, np.asarray(v, dtype=float).reshape(-1)) for k, v in weights.items()]
+    d = len(items[0][1])
+    width = 0.8 / max(len(items), 1)
+    idx = np.arange(d)
+    for j in highlight:
+        ax.axvspan(j - 0.45, j + 0.45, color="gold", alpha=0.25, lw=0)
+    for i, (label, w) in enumerate(items):
+        ax.bar(idx - 0.4 + width * (i + 0.5), w, width,
+               label=f"{label} ({int(np.sum(w == 0))} of {d} exactly 0)")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(idx)
+    ax.set_xlabel("input feature (shaded: the informative ones)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def coefficient_paths(lambdas: Sequence[float], coefs: np.ndarray, ax=None,
+                      title: str = "Ridge coefficients shrink as λ grows",
+                      ylabel: str = "coefficient value", symlog: bool = True):
+    """One line per coefficient against ``lambdas`` (log x axis).
+
+    ``coefs`` is ``(len(lambdas), n_coefficients)``; line ``j`` is labelled ``c_j``. With
+    ``symlog`` the y axis is symmetric-log, so huge and small coefficients both show.
+    """
+    ax = _axes(ax)
+    coefs = np.asarray(coefs, dtype=float)
+    for j in range(coefs.shape[1]):
+        ax.plot(lambdas, coefs[:, j], label=f"c{j}")
+    ax.set_xscale("log")
+    if symlog:
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("λ (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    return ax
+
+
+# ---------------------------------------------------------------- lesson 06: images and Beta densities
+
+def image_grid(images, titles: Optional[Sequence[str]] = None, ncols: int = 8,
+               title: Optional[str] = None, row_labels: Optional[Sequence[str]] = None,
+               size: float = 1.1, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "gray_r"):
+    """Show ``images`` in a grid, ``ncols`` per row; returns the 2-D array of Axes.
+
+    ``images``: a tensor or array of shape ``(N, 1, H, W)``, ``(N, H, W)`` or ``(N, 3, H, W)``
+    (channels first, values in ``[vmin, vmax]``; one channel is drawn with ``cmap``).
+    ``titles``: one short title per image; ``row_labels``: one label per row, written as the
+    y-axis label of the row's first image; ``title``: the figure's title.
+    """
+    try:
+        import torch
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    a = np.asarray(images, dtype=float)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    elif a.ndim == 4:
+        a = np.clip(a.transpose(0, 2, 3, 1), vmin, vmax)
+    n = len(a)
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15),
+                             squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(a[k], cmap=cmap if a[k].ndim == 2 else None, vmin=vmin, vmax=vmax)
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=8)
+    for r, lab in enumerate(row_labels or []):
+        axes[r, 0].set_ylabel(lab, fontsize=8, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return axes
+
+
+def beta_pdf(x, a: float, b: float) -> np.ndarray:
+    """Density of Beta(a, b): ``x**(a-1) * (1-x)**(b-1) / B(a, b)`` for ``x`` in (0, 1), elementwise.
+
+    ``B(a, b) = Gamma(a) Gamma(b) / Gamma(a + b)``, computed with ``math.lgamma``.
+    """
+    import math
+
+    x = np.asarray(x, dtype=float)
+    log_b = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    with np.errstate(divide="ignore"):
+        return np.exp((a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - log_b)
+
+
+def beta_densities(alphas: Sequence[float], ax=None, samples: Optional[Mapping[float, np.ndarray]] = None,
+                   title: str = "Beta(α, α): where the mixing weight λ falls", ymax: float = 4.0):
+    """The density of Beta(alpha, alpha) on (0, 1) for each ``alpha`` (one curve each).
+
+    ``samples`` (optional) maps an alpha to draws of lam, drawn as a faint histogram under its
+    curve. The y-axis is cut at ``ymax`` (densities with alpha < 1 are infinite at 0 and 1).
+    """
+    ax = _axes(ax)
+    grid = np.linspace(0.001, 0.999, 500)
+    for a in alphas:
+        line, = ax.plot(grid, beta_pdf(grid, a, a), label=f"α = {a:g}")
+        if samples is not None and a in samples:
+            ax.hist(np.asarray(samples[a]), bins=40, range=(0, 1), density=True, alpha=0.2,
+                    color=line.get_color())
+    ax.set_ylim(0, ymax)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("λ (weight of the first example)")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+# ---------------------------------------------------------------- lesson 05: calibration
+
+def _as_numpy_05(a) -> np.ndarray:
+    """A tensor (any device) or array-like as a NumPy array."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def calibration_bins(probs, y, n_bins: int = 15) -> dict:
+    """Per-bin statistics behind a reliability diagram and the ECE (Guo et al. 2017).
+
+    ``probs``: ``(N, K)`` class probabilities, ``y``: ``(N,)`` integer labels (tensors on any
+    device, or arrays). Confidence ``c_i = max_k probs[i, k]``; correct ``a_i = 1`` when
+    ``argmax_k probs[i, k] == y_i``. Bin ``b`` (0-based) holds ``b/n_bins < c <= (b+1)/n_bins``
+    (a confidence of exactly 0 goes to bin 0), so every sample lands in exactly one bin.
+
+    Returns a dict: ``edges`` ``(n_bins+1,)``; ``count``, ``accuracy``, ``confidence``
+    ``(n_bins,)`` (mean accuracy / confidence per bin, NaN for an empty bin); and
+    ``ece = sum_b (count_b / N) * |accuracy_b - confidence_b|``.
+    """
+    p = _as_numpy_05(probs).astype(np.float64)
+    yy = _as_numpy_05(y).astype(np.int64)
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == yy).astype(np.float64)
+    idx = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(idx, weights=correct, minlength=n_bins) / count
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+    full = count > 0
+    ece = float(np.sum(count[full] / len(conf) * np.abs(acc[full] - mean_conf[full])))
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "count": count, "accuracy": acc,
+            "confidence": mean_conf, "ece": ece}
+
+
+def reliability_diagram(probs, y, n_bins: int = 15, ax=None, title: Optional[str] = None,
+                        label: str = "model", color: Optional[str] = None):
+    """Reliability diagram: accuracy per confidence bin against the diagonal ``accuracy = confidence``.
+
+    ``probs`` ``(N, K)``, ``y`` ``(N,)`` as in :func:`calibration_bins`. Each non-empty bin is a
+    bar of height ``accuracy_b``; the hatched red part spans the gap to ``confidence_b`` (bars
+    below the diagonal: overconfident, above: underconfident). The legend gives the ECE.
+    Returns the Axes.
+    """
+    ax = _axes(ax, figsize=(4.5, 4.5))
+    s = calibration_bins(probs, y, n_bins)
+    width = 1.0 / n_bins
+    left = s["edges"][:-1]
+    full = s["count"] > 0
+    ax.bar(left[full], s["accuracy"][full], width=width, align="edge", color=color or "tab:blue",
+           edgecolor="black", alpha=0.8, label=f"{label}: accuracy per bin")
+    lo = np.minimum(s["accuracy"], s["confidence"])[full]
+    hi = np.maximum(s["accuracy"], s["confidence"])[full]
+    ax.bar(left[full], hi - lo, bottom=lo, width=width, align="edge", color="none",
+           edgecolor="crimson", hatch="//", label="gap to mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.plot([], [], " ", label=f"ECE ({n_bins} bins) = {s['ece']:.4f}, N = {int(s['count'].sum())}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (max probability)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title(title or f"Reliability diagram ({label})")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax

@@ -80,3 +80,552 @@ class PolynomialExplorer:
 def polynomial_explorer(curve, **kwargs) -> PolynomialExplorer:
     """Build a :class:`PolynomialExplorer`; display it by making it a cell's last value."""
     return PolynomialExplorer(curve, **kwargs)
+
+
+# ---------------------------------------------------------------- lesson 02 (weight decay)
+
+def elastic_net_logistic(x, y, l1: float = 0.0, l2: float = 0.0, lr: float = 0.5,
+                         steps: int = 2000):
+    """Logistic regression by proximal gradient descent (ISTA); returns ``(w, b)``.
+
+    Minimises ``mean(BCE(x @ w + b, y)) + l1 * ||w||_1 + l2 * ||w||^2`` (the bias ``b`` is
+    not penalised). Each step: a gradient step on the smooth part (cross-entropy and the L2
+    term), then the proximal step of the L1 term, the soft threshold
+    ``w = sign(w) * max(|w| - lr * l1, 0)``, which sets weights exactly to 0.
+    ``x``: ``(n, d)``, ``y``: ``(n,)`` in {0, 1} (NumPy arrays or tensors); computed in NumPy
+    float64; ``w`` is a ``(d,)`` array, ``b`` a float.
+    """
+    def as_np(a):
+        return a.detach().cpu().double().numpy() if hasattr(a, "detach") else np.asarray(a, float)
+
+    x, y = as_np(x), as_np(y)
+    n, d = x.shape
+    w, b = np.zeros(d), 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+        w = w - lr * (x.T @ (p - y) / n + 2 * l2 * w)
+        b = b - lr * float(np.mean(p - y))
+        w = np.sign(w) * np.maximum(np.abs(w) - lr * l1, 0.0)
+    return w, b
+
+
+class PenaltyExplorer:
+    """L1 / L2 / elastic-net logistic regression on the 20-feature task, with live weights.
+
+    ``log10_lambda``: FloatSlider (the penalty strength is ``lam = 10**value``; the leftmost
+    position means 0); ``l1_ratio``: FloatSlider in [0, 1], the share of L1 in the penalty
+    ``lam * (l1_ratio * ||w||_1 + (1 - l1_ratio) * ||w||^2)``. After each change ``update()``
+    refits with :func:`elastic_net_logistic` and sets ``weights`` (``(20,)``), ``n_nonzero``,
+    ``train_acc`` and ``val_acc``; ``numbers`` (HTML) shows them.
+    """
+
+    def __init__(self, split, steps: int = 2000, log10_lambda: float = -1.5, l1_ratio: float = 1.0):
+        import ipywidgets as w
+
+        self.split, self.steps = split, steps
+        self.log10_lambda = w.FloatSlider(value=log10_lambda, min=-4.0, max=0.0, step=0.25,
+                                          description="log10 λ", continuous_update=False)
+        self.l1_ratio = w.FloatSlider(value=l1_ratio, min=0.0, max=1.0, step=0.1,
+                                      description="L1 share", continuous_update=False)
+        self.numbers = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([w.HBox([self.log10_lambda, self.l1_ratio]), self.numbers, self.plot])
+        self.log10_lambda.observe(lambda _: self.update(), names="value")
+        self.l1_ratio.observe(lambda _: self.update(), names="value")
+        self.update()
+
+    @property
+    def lam(self) -> float:
+        """The penalty strength; the slider's minimum stands for lambda = 0."""
+        v = self.log10_lambda.value
+        return 0.0 if v <= self.log10_lambda.min else 10.0 ** v
+
+    def update(self) -> None:
+        s, r = self.split, float(self.l1_ratio.value)
+        self.weights, self.bias = elastic_net_logistic(s.x_train, s.y_train, l1=r * self.lam,
+                                                       l2=(1 - r) * self.lam, steps=self.steps)
+        self.n_nonzero = int(np.sum(self.weights != 0))
+
+        def acc(x, y):
+            x = x.detach().cpu().double().numpy()
+            y = y.detach().cpu().double().numpy()
+            return float(np.mean(((x @ self.weights + self.bias) > 0) == (y > 0.5)))
+
+        self.train_acc = acc(s.x_train, s.y_train)
+        self.val_acc = acc(s.x_val, s.y_val)
+        self.numbers.value = (f"<b>λ = {self.lam:.3g}, L1 share {r:.1f}</b>: "
+                              f"nonzero weights <span class='nonzero'>{self.n_nonzero}</span> of "
+                              f"{len(self.weights)}, train accuracy {self.train_acc:.3f}, "
+                              f"validation accuracy <span class='val-acc'>{self.val_acc:.3f}</span>")
+        from helpers.plots import weight_bars
+
+        with self.plot:
+            self.plot.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(8, 3.2))
+            weight_bars({"weights": self.weights}, ax=ax,
+                        title=f"Logistic regression weights, λ = {self.lam:.3g}, L1 share {r:.1f}")
+            from IPython.display import display
+
+            display(fig)
+            plt.close(fig)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# ---------------------------------------------------------------- lesson 04: running statistics
+
+def simulate_running_stats(momentum, batch_size: int, n_steps: int = 200, shift_at: int = 100,
+                           shift: float = 2.0, seed: int = 0) -> dict:
+    """Feed a stream of batches through a real ``nn.BatchNorm1d(1, momentum=momentum)``.
+
+    Batch ``t`` holds ``batch_size`` values drawn from ``N(mu_t, 1)`` with ``mu_t = 0`` for
+    ``t < shift_at`` and ``mu_t = shift`` from then on; the layer is in training mode, so after
+    each batch ``running = (1 - m) * running + m * batch_statistic`` (``m = momentum``, or
+    ``1 / t`` for ``momentum=None``, the cumulative average; the variance enters unbiased).
+    Returns NumPy arrays of shape ``(n_steps,)``: ``true_mean``, ``batch_mean``,
+    ``running_mean``, ``batch_var`` (unbiased) and ``running_var``, each value recorded after
+    batch ``t``. The running statistics start at 0 and 1, the true values before the shift.
+    """
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm1d(1, momentum=momentum).train()
+    true_mean = np.where(np.arange(n_steps) < shift_at, 0.0, float(shift))
+    out = {k: np.empty(n_steps) for k in ("batch_mean", "running_mean", "batch_var", "running_var")}
+    with torch.no_grad():
+        for t in range(n_steps):
+            x = torch.randn(batch_size, 1, generator=gen) + float(true_mean[t])
+            bn(x)
+            out["batch_mean"][t] = x.mean().item()
+            out["batch_var"][t] = x.var().item() if batch_size > 1 else 0.0
+            out["running_mean"][t] = bn.running_mean.item()
+            out["running_var"][t] = bn.running_var.item()
+    out["true_mean"] = true_mean
+    return out
+
+
+class RunningStatsExplorer:
+    """How the running mean of batch norm follows a batch mean that jumps, and how noisy it is.
+
+    Controls: ``log10_momentum`` (FloatSlider; momentum = 10**value), ``batch_size``
+    (SelectionSlider) and ``cumulative`` (Checkbox: ``momentum=None``, the cumulative average).
+    A stream of ``n_steps`` batches from ``N(0, 1)`` jumps to ``N(shift, 1)`` at ``shift_at``
+    (see :func:`simulate_running_stats`). Numbers, recomputed by ``update()``:
+
+    - ``batch_mean_noise``: standard deviation of the batch means before the jump (about
+      ``1 / sqrt(batch_size)``);
+    - ``running_mean_noise``: standard deviation of the running mean before the jump (for a
+      momentum ``m``, about ``sqrt(m / (2 - m)) / sqrt(batch_size)``);
+    - ``lag``: batches after the jump until the running mean first reaches 90 % of it
+      (``None`` if it never does);
+    - ``final_error``: ``|running_mean - shift|`` after the last batch.
+    """
+
+    def __init__(self, log10_momentum: float = -1.0, batch_size: int = 16, n_steps: int = 200,
+                 shift_at: int = 100, shift: float = 2.0, seed: int = 0):
+        import ipywidgets as w
+
+        self.n_steps, self.shift_at, self.shift, self.seed = n_steps, shift_at, shift, seed
+        self.log10_momentum = w.FloatSlider(value=log10_momentum, min=-3.0, max=0.0, step=0.1,
+                                            description="log10 momentum", continuous_update=False,
+                                            style={"description_width": "initial"})
+        self.batch_size = w.SelectionSlider(options=[2, 4, 8, 16, 32, 64, 128, 256],
+                                            value=batch_size, description="batch size",
+                                            continuous_update=False)
+        self.cumulative = w.Checkbox(value=False, description="momentum=None (cumulative average)")
+        self.numbers = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([w.HBox([self.log10_momentum, self.batch_size]), self.cumulative,
+                              self.numbers, self.plot])
+        for c in (self.log10_momentum, self.batch_size, self.cumulative):
+            c.observe(lambda _: self.update(), names="value")
+        self.update()
+
+    @property
+    def momentum(self):
+        """The momentum passed to ``nn.BatchNorm1d`` (None when ``cumulative`` is ticked)."""
+        return None if self.cumulative.value else float(10.0 ** self.log10_momentum.value)
+
+    def update(self) -> None:
+        s = simulate_running_stats(self.momentum, self.batch_size.value, self.n_steps,
+                                   self.shift_at, self.shift, self.seed)
+        self.stats = s
+        before = slice(0, self.shift_at)
+        self.batch_mean_noise = float(np.std(s["batch_mean"][before]))
+        self.running_mean_noise = float(np.std(s["running_mean"][before]))
+        reached = np.nonzero(s["running_mean"][self.shift_at:] >= 0.9 * self.shift)[0]
+        self.lag = int(reached[0]) + 1 if len(reached) else None
+        self.final_error = float(abs(s["running_mean"][-1] - self.shift))
+        m = "None (cumulative)" if self.momentum is None else f"{self.momentum:.3g}"
+        lag = f"{self.lag} batches" if self.lag is not None else f"not within {self.n_steps - self.shift_at} batches"
+        self.numbers.value = (
+            f"<b>momentum {m}, batch size {self.batch_size.value}</b>: "
+            f"noise of the batch means <span class='batch-noise'>{self.batch_mean_noise:.3f}</span>, "
+            f"noise of the running mean <span class='running-noise'>{self.running_mean_noise:.3f}</span>; "
+            f"after the jump the running mean needs <span class='lag'>{lag}</span> to reach 90 %; "
+            f"error at the end <span class='final-error'>{self.final_error:.3f}</span>")
+        with self.plot:
+            self.plot.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+            t = np.arange(1, self.n_steps + 1)
+            ax = axes[0]
+            ax.plot(t, s["batch_mean"], ".", ms=3, color="lightgray", label="batch mean")
+            ax.plot(t, s["true_mean"], "k--", lw=1, label="true mean")
+            ax.plot(t, s["running_mean"], color="crimson", label="running_mean")
+            ax.set_xlabel("training batch")
+            ax.set_ylabel("mean")
+            ax.set_title(f"Running mean, momentum {m}")
+            ax.legend(fontsize=8)
+            ax = axes[1]
+            ax.plot(t, s["batch_var"], ".", ms=3, color="lightgray", label="batch variance (unbiased)")
+            ax.axhline(1.0, color="k", ls="--", lw=1, label="true variance")
+            ax.plot(t, s["running_var"], color="crimson", label="running_var")
+            ax.set_xlabel("training batch")
+            ax.set_ylabel("variance")
+            ax.set_title("Running variance (the jump moves only the mean)")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            from IPython.display import display
+            display(fig)
+            plt.close(fig)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# ---------------------------------------------------------------- lesson 06: mixup
+
+class MixupExplorer:
+    """An alpha slider and a draw slider over a set of images: mixup, one draw at a time.
+
+    ``alpha``: FloatLogSlider (0.05 to 10); ``seed``: IntSlider choosing the draw. Each update
+    draws, from ``numpy.random.default_rng(seed)``, a pair of examples ``(i, j)`` with
+    different labels and then ``lam ~ Beta(alpha, alpha)``, and sets
+
+    - ``mean``, ``variance``: of Beta(alpha, alpha), ``0.5`` and ``1 / (4 (2 alpha + 1))``;
+    - ``p_extreme``: ``P(lam < 0.1 or lam > 0.9)``, how often one example nearly hides the other;
+    - ``lam``, ``pair``, ``mixed = lam * images[i] + (1 - lam) * images[j]`` (shape ``(C, H, W)``)
+      and ``target = lam * one_hot(labels[i]) + (1 - lam) * one_hot(labels[j])`` (NumPy ``(K,)``).
+
+    ``numbers`` (HTML) shows them; ``plot`` (Output) draws the density with the drawn lam and
+    the two images with their mix. ``images``: ``(N, C, H, W)`` tensor; ``labels``: ``(N,)``.
+    """
+
+    def __init__(self, images, labels, alpha: float = 0.4, seed: int = 0, num_classes: int = 10):
+        import ipywidgets as w
+
+        self.images = images.detach().cpu()
+        self.labels = labels.detach().cpu()
+        self.num_classes = num_classes
+        self.alpha = w.FloatLogSlider(value=alpha, base=10, min=-1.3, max=1.0, step=0.05,
+                                      description="α", continuous_update=False)
+        self.seed = w.IntSlider(value=seed, min=0, max=50, description="draw",
+                                continuous_update=False)
+        self.numbers = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([w.HBox([self.alpha, self.seed]), self.numbers, self.plot])
+        self.alpha.observe(lambda _: self.update(), names="value")
+        self.seed.observe(lambda _: self.update(), names="value")
+        self.update()
+
+    def update(self) -> None:
+        from scipy.special import betainc
+
+        a = float(self.alpha.value)
+        self.mean = 0.5
+        self.variance = 1.0 / (4.0 * (2.0 * a + 1.0))
+        self.p_extreme = float(betainc(a, a, 0.1) + 1.0 - betainc(a, a, 0.9))
+        rng = np.random.default_rng(self.seed.value)
+        labels = self.labels.numpy()
+        i = int(rng.integers(len(labels)))
+        others = np.flatnonzero(labels != labels[i])
+        j = int(rng.choice(others)) if len(others) else int(rng.integers(len(labels)))
+        self.pair = (i, j)
+        self.lam = float(rng.beta(a, a))
+        self.mixed = self.lam * self.images[i] + (1 - self.lam) * self.images[j]
+        eye = np.eye(self.num_classes)
+        self.target = self.lam * eye[labels[i]] + (1 - self.lam) * eye[labels[j]]
+        yi, yj = int(labels[i]), int(labels[j])
+        self.numbers.value = (
+            f"<b>α = {a:.3g}</b>: Beta(α, α) has mean 0.5 and variance "
+            f"<span class='variance'>{self.variance:.4f}</span>; "
+            f"P(λ &lt; 0.1 or λ &gt; 0.9) = <span class='p-extreme'>{self.p_extreme:.3f}</span>. "
+            f"This draw: λ = <span class='lam'>{self.lam:.3f}</span>, target = "
+            f"{self.lam:.2f} × '{yi}' + {1 - self.lam:.2f} × '{yj}'")
+        from helpers.plots import beta_pdf
+
+        with self.plot:
+            self.plot.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 4, figsize=(11, 2.8),
+                                     gridspec_kw={"width_ratios": [2.2, 1, 1, 1]})
+            grid = np.linspace(0.001, 0.999, 400)
+            axes[0].plot(grid, beta_pdf(grid, a, a))
+            axes[0].axvline(self.lam, color="crimson", ls="--", label=f"λ = {self.lam:.3f}")
+            axes[0].set_ylim(0, 4)
+            axes[0].set_xlabel("λ")
+            axes[0].set_ylabel("density")
+            axes[0].set_title(f"Beta({a:.3g}, {a:.3g})")
+            axes[0].legend(fontsize=8)
+            shown = [(self.images[i], f"x_i: a '{yi}'"), (self.images[j], f"x_j: a '{yj}'"),
+                     (self.mixed, f"{self.lam:.2f}·x_i + {1 - self.lam:.2f}·x_j")]
+            for ax, (img, t) in zip(axes[1:], shown):
+                ax.imshow(img[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+                ax.set_title(t, fontsize=9)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            fig.tight_layout()
+            from IPython.display import display
+
+            display(fig)
+            plt.close(fig)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# ---------------------------------------------------------------- lesson 05: label smoothing
+
+def smoothed_loss_vs_gap(gap, num_classes: int, eps: float) -> np.ndarray:
+    """Label-smoothed cross-entropy of one sample whose logits are ``[gap, 0, ..., 0]`` (true class first).
+
+    With ``K = num_classes`` the targets are ``q_true = 1 - eps + eps/K`` and ``q_other = eps/K``
+    (torch's ``label_smoothing``); ``log p_true = gap - log(e^gap + K - 1)`` and
+    ``log p_other = -log(e^gap + K - 1)``, so the loss is
+    ``-(q_true * log p_true + (K - 1) * q_other * log p_other)``. ``gap``: scalar or array;
+    returns an array of the same shape. ``eps = 0`` gives the plain cross-entropy.
+    """
+    g = np.asarray(gap, dtype=np.float64)
+    k = int(num_classes)
+    log_z = np.logaddexp(g, np.log(k - 1.0))
+    q_true = 1.0 - eps + eps / k
+    q_other = eps / k
+    return -(q_true * (g - log_z) + (k - 1) * q_other * (-log_z))
+
+
+class LabelSmoothingExplorer:
+    """Sliders for ``eps`` and the number of classes ``K``: the soft targets and the loss they define.
+
+    Left plot: the target distribution ``(1 - eps) * one_hot + eps / K`` (torch, Szegedy et al.)
+    next to the ``eps / (K - 1)`` variant (labelled: not torch's definition). Right plot: the
+    smoothed cross-entropy of one sample against the logit gap ``z_true - z_other``
+    (:func:`smoothed_loss_vs_gap`), with plain cross-entropy for comparison and the minimum
+    marked. Numbers, as attributes: ``true_target``, ``other_target``, ``optimal_gap``
+    ``= log(true_target / other_target)`` (``inf`` at eps = 0), ``min_loss`` (the entropy of the
+    targets, the loss at the optimum), ``loss_at_gap_10`` (the loss when the gap is 10).
+    """
+
+    def __init__(self, eps: float = 0.1, num_classes: int = 10, max_gap: float = 14.0):
+        import ipywidgets as w
+
+        self.max_gap = max_gap
+        self.eps = w.FloatSlider(value=eps, min=0.0, max=0.5, step=0.01, description="eps",
+                                 continuous_update=False, readout_format=".2f")
+        self.num_classes = w.IntSlider(value=num_classes, min=2, max=20, description="classes K",
+                                       continuous_update=False)
+        self.numbers = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([w.HBox([self.eps, self.num_classes]), self.numbers, self.plot])
+        self.eps.observe(lambda _: self.update(), names="value")
+        self.num_classes.observe(lambda _: self.update(), names="value")
+        self.update()
+
+    def update(self) -> None:
+        eps, k = float(self.eps.value), int(self.num_classes.value)
+        self.true_target = 1.0 - eps + eps / k
+        self.other_target = eps / k
+        self.optimal_gap = (float(np.log(self.true_target / self.other_target))
+                            if eps > 0 else float("inf"))
+        q = np.array([self.true_target] + [self.other_target] * (k - 1))
+        nz = q[q > 0]
+        self.min_loss = float(-(nz * np.log(nz)).sum())
+        self.loss_at_gap_10 = float(smoothed_loss_vs_gap(10.0, k, eps))
+        gap_txt = "∞ (the loss keeps falling as the gap grows)" if eps == 0 else f"{self.optimal_gap:.3f}"
+        self.numbers.value = (
+            f"<b>eps = {eps:.2f}, K = {k}</b>: target true class "
+            f"<span class='true-target'>{self.true_target:.4f}</span>, every other class "
+            f"<span class='other-target'>{self.other_target:.4f}</span>; best logit gap "
+            f"<span class='optimal-gap'>{gap_txt}</span>; lowest reachable loss "
+            f"<span class='min-loss'>{self.min_loss:.4f}</span>")
+        with self.plot:
+            self.plot.clear_output(wait=True)
+            self._draw(eps, k)
+            plt.show()
+
+    def _draw(self, eps: float, k: int):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+        cls = np.arange(k)
+        q = np.full(k, self.other_target)
+        q[0] = self.true_target
+        wrong = np.full(k, eps / (k - 1))
+        wrong[0] = 1.0 - eps
+        a1.bar(cls - 0.2, q, width=0.4, label="(1-eps)·one_hot + eps/K (torch)")
+        a1.bar(cls + 0.2, wrong, width=0.4, color="lightgray", hatch="//", edgecolor="gray",
+               label="eps/(K-1) on the others (NOT torch's)")
+        a1.set_xticks(cls)
+        a1.set_xlabel("class (0 = true class)")
+        a1.set_ylabel("target probability")
+        a1.set_ylim(0, 1.05)
+        a1.set_title(f"Targets for eps = {eps:.2f}, K = {k}")
+        a1.legend(fontsize=8)
+        gaps = np.linspace(-2.0, self.max_gap, 300)
+        a2.plot(gaps, smoothed_loss_vs_gap(gaps, k, 0.0), "--", color="gray",
+                label="plain cross-entropy (eps = 0)")
+        a2.plot(gaps, smoothed_loss_vs_gap(gaps, k, eps), label=f"smoothed, eps = {eps:.2f}")
+        if np.isfinite(self.optimal_gap) and self.optimal_gap <= self.max_gap:
+            a2.plot([self.optimal_gap], [self.min_loss], "o", color="crimson",
+                    label=f"minimum at gap {self.optimal_gap:.2f}")
+        a2.set_xlabel("logit gap z_true - z_other")
+        a2.set_ylabel("loss of one sample")
+        a2.set_title("Smoothing puts the minimum at a finite gap")
+        a2.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# ---------------------------------------------------------------- lesson 07 (early stopping)
+
+def early_stopping_point(val_losses, patience: int, min_delta: float = 0.0,
+                         check_every: int = 1) -> tuple:
+    """Where early stopping would stop on a recorded validation curve.
+
+    ``val_losses`` holds one loss per epoch (``val_losses[e - 1]`` is epoch ``e``). The rule
+    is checked at epochs ``check_every, 2 * check_every, ...``: a check *improves* when
+    ``loss < best - min_delta`` (ties do not); training stops at the check where ``patience``
+    checks in a row brought no improvement. Returns ``(best_epoch, stop_epoch)``, 1-based
+    like :class:`~helpers.training.History`; ``stop_epoch`` is None when the curve ends first.
+    """
+    best, best_epoch, bad = float("inf"), None, 0
+    for epoch in range(check_every, len(val_losses) + 1, check_every):
+        loss = float(val_losses[epoch - 1])
+        if loss < best - min_delta:
+            best, best_epoch, bad = loss, epoch, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                return best_epoch, epoch
+    return best_epoch, None
+
+
+class EarlyStoppingExplorer:
+    """Patience, min_delta and check-interval sliders over a recorded validation curve.
+
+    ``history`` is a :class:`~helpers.training.History` of a run trained to the end (or a
+    sequence of per-epoch validation losses). Controls: ``patience`` (IntSlider, counted in
+    checks), ``min_delta`` (FloatSlider) and ``check_every`` (IntSlider, epochs between
+    validation checks). After ``update()`` the numbers are attributes, shown in ``numbers``:
+
+    - ``best_epoch``, ``stop_epoch`` (None: it never stops), ``epochs_run``;
+    - ``wasted_epochs = epochs_run - best_epoch`` (trained, then thrown away by restore-best);
+    - ``best_val_loss`` (the restored model's) and ``regret = best_val_loss - min_val_loss``,
+      where ``min_val_loss`` (at ``min_epoch``) is the lowest loss of the whole recorded run;
+    - ``best_val_acc`` and ``final_val_acc`` (restored model vs the last epoch of the full run),
+      when the history records accuracy.
+    """
+
+    def __init__(self, history, patience: int = 5, min_delta: float = 0.0, check_every: int = 1,
+                 max_patience: int = 30, max_min_delta: float = 0.05):
+        import ipywidgets as w
+
+        if hasattr(history, "val_loss"):
+            self.val_loss = np.asarray(history.val_loss, dtype=float)
+            self.train_loss = np.asarray(history.train_loss, dtype=float)
+            acc = getattr(history, "val_acc", None)
+            self.val_acc = None if not acc or acc[0] is None else np.asarray(acc, dtype=float)
+        else:
+            self.val_loss = np.asarray(history, dtype=float)
+            self.train_loss, self.val_acc = None, None
+        self.epochs = np.arange(1, len(self.val_loss) + 1)
+        self.min_epoch = int(np.argmin(self.val_loss)) + 1
+        self.min_val_loss = float(self.val_loss[self.min_epoch - 1])
+        self.patience = w.IntSlider(value=patience, min=1, max=max_patience, description="patience",
+                                    continuous_update=False)
+        self.min_delta = w.FloatSlider(value=min_delta, min=0.0, max=max_min_delta, step=0.001,
+                                       readout_format=".3f", description="min_delta",
+                                       continuous_update=False)
+        self.check_every = w.IntSlider(value=check_every, min=1, max=10, description="check every",
+                                       continuous_update=False)
+        self.numbers = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([w.HBox([self.patience, self.min_delta, self.check_every]),
+                              self.numbers, self.plot])
+        for c in (self.patience, self.min_delta, self.check_every):
+            c.observe(lambda _: self.update(), names="value")
+        self.update()
+
+    def update(self) -> None:
+        p, d, k = self.patience.value, self.min_delta.value, self.check_every.value
+        self.best_epoch, self.stop_epoch = early_stopping_point(self.val_loss, p, d, k)
+        n = len(self.val_loss)
+        self.epochs_run = n if self.stop_epoch is None else self.stop_epoch
+        if self.best_epoch is None:       # fewer epochs than one check interval
+            self.wasted_epochs, self.best_val_loss, self.regret = self.epochs_run, None, None
+        else:
+            self.wasted_epochs = self.epochs_run - self.best_epoch
+            self.best_val_loss = float(self.val_loss[self.best_epoch - 1])
+            self.regret = self.best_val_loss - self.min_val_loss
+        self.best_val_acc = (None if self.val_acc is None or self.best_epoch is None
+                             else float(self.val_acc[self.best_epoch - 1]))
+        self.final_val_acc = None if self.val_acc is None else float(self.val_acc[-1])
+        stop = (f"stops at epoch <b>{self.stop_epoch}</b>" if self.stop_epoch is not None
+                else f"never stops (runs all {n} epochs)")
+        html = (f"patience {p} checks, min_delta {d:.3f}, a check every {k} epoch(s): {stop}; "
+                f"best epoch <b>{self.best_epoch}</b>, wasted epochs "
+                f"<b class='wasted'>{self.wasted_epochs}</b>")
+        if self.best_val_loss is not None:
+            html += (f"<br>restored validation loss {self.best_val_loss:.4f} vs the lowest of the "
+                     f"whole run {self.min_val_loss:.4f} (epoch {self.min_epoch}): "
+                     f"regret <span class='regret'>{self.regret:.4f}</span>")
+        if self.best_val_acc is not None:
+            html += (f"<br>validation accuracy of the restored model {self.best_val_acc:.3f}, "
+                     f"at the last of {n} epochs {self.final_val_acc:.3f}")
+        self.numbers.value = html
+        with self.plot:
+            self.plot.clear_output(wait=True)
+            self.draw()
+            plt.show()
+
+    def draw(self, ax=None):
+        """The curve with the check epochs, the best and stop epochs and the wasted stretch."""
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3.8))
+        if self.train_loss is not None:
+            ax.plot(self.epochs, self.train_loss, color="gray", alpha=0.5, label="training loss")
+        ax.plot(self.epochs, self.val_loss, color="C1", label="validation loss")
+        k = self.check_every.value
+        checks = self.epochs[k - 1::k]
+        if k > 1:
+            ax.plot(checks, self.val_loss[checks - 1], ".", color="C1", label="checks")
+        ax.axhline(self.min_val_loss, ls=":", color="gray", lw=1,
+                   label=f"lowest of the whole run (epoch {self.min_epoch})")
+        if self.best_epoch is not None:
+            ax.axvline(self.best_epoch, color="green", ls="--", label=f"best (epoch {self.best_epoch})")
+            ax.axvspan(self.best_epoch, self.epochs_run, color="orange", alpha=0.15,
+                       label=f"wasted: {self.wasted_epochs} epochs")
+        if self.stop_epoch is not None:
+            ax.axvline(self.stop_epoch, color="crimson", ls="--", label=f"stop (epoch {self.stop_epoch})")
+            ax.axvspan(self.stop_epoch, self.epochs[-1], color="gray", alpha=0.12,
+                       label="never trained")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(f"Early stopping with patience {self.patience.value}, "
+                     f"min_delta {self.min_delta.value:.3f}")
+        ax.legend(fontsize=8)
+        return ax
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
