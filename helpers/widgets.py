@@ -69,7 +69,9 @@ class PolynomialExplorer:
             fig, ax = plt.subplots(figsize=(6, 3.6))
             polynomial_fits(c, {f"degree {self.degree.value}": self.coef}, ax=ax,
                             title=f"Degree {self.degree.value}, λ = {self.lam:.3g}")
-            plt.show(fig)
+            from IPython.display import display
+            display(fig)
+            plt.close(fig)
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -601,8 +603,6 @@ class EarlyStoppingExplorer:
         """The curve with the check epochs, the best and stop epochs and the wasted stretch."""
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 3.8))
-        if self.train_loss is not None:
-            ax.plot(self.epochs, self.train_loss, color="gray", alpha=0.5, label="training loss")
         ax.plot(self.epochs, self.val_loss, color="C1", label="validation loss")
         k = self.check_every.value
         checks = self.epochs[k - 1::k]
@@ -618,12 +618,129 @@ class EarlyStoppingExplorer:
             ax.axvline(self.stop_epoch, color="crimson", ls="--", label=f"stop (epoch {self.stop_epoch})")
             ax.axvspan(self.stop_epoch, self.epochs[-1], color="gray", alpha=0.12,
                        label="never trained")
+        late = self.val_loss[len(self.val_loss) // 10:]       # skip the first steep drop
+        ax.set_ylim(self.min_val_loss - 0.1 * (late.max() - self.min_val_loss) - 1e-3,
+                    late.max() + 0.25 * (late.max() - self.min_val_loss) + 1e-3)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
-        ax.set_title(f"Early stopping with patience {self.patience.value}, "
-                     f"min_delta {self.min_delta.value:.3f}")
+        ax.set_title(f"Patience {self.patience.value} checks, min_delta "
+                     f"{self.min_delta.value:.3f}, a check every {self.check_every.value} epoch(s)")
         ax.legend(fontsize=8)
         return ax
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# ---------------------------------------------------------------- lesson 03: dropout
+
+class DropoutExplorer:
+    """Inverted dropout on one 8x8 image, read as a layer of 64 activations ``x``.
+
+    Controls: ``p`` (FloatSlider, the drop probability), ``draw`` (IntSlider: which random
+    mask) and ``mode`` (ToggleButtons: ``"train"``, ``"eval"``, and the misconception
+    ``"eval, scaled by (1-p): wrong"``). In training mode the output is ``out = x * mask``
+    with ``mask = keep / (1 - p)``, ``keep ~ Bernoulli(1 - p)`` per pixel; in eval mode
+    ``out = x``; the wrong mode returns ``(1 - p) * x``. Numbers, recomputed by ``update()``:
+
+    - ``scale``: ``1 / (1 - p)`` in training mode, else 1 (or ``1 - p`` in the wrong mode);
+    - ``dropped_fraction``: the fraction of the 64 pixels set to zero by this draw;
+    - ``output_ratio``: ``sum(out) / sum(x)`` for this draw;
+    - ``average_ratio``: the same ratio for the output averaged over ``n_draws`` masks
+      (about 1 in training mode: the expected output is ``x``);
+    - ``noise``: the standard deviation of ``out_i / x_i`` over the draws, averaged over
+      nonzero pixels (``sqrt(p / (1 - p))`` in training mode, 0 otherwise).
+
+    ``image`` (the input, NumPy ``(8, 8)``), ``mask`` and ``output`` hold the arrays drawn.
+    """
+
+    MODES = ("train", "eval", "eval, scaled by (1-p): wrong")
+
+    def __init__(self, image, p: float = 0.3, n_draws: int = 2000, seed: int = 0):
+        import ipywidgets as w
+
+        if hasattr(image, "detach"):
+            image = image.detach().cpu().numpy()
+        self.image = np.asarray(image, dtype=np.float64).reshape(8, 8)
+        self.n_draws, self.seed = n_draws, seed
+        self.p = w.FloatSlider(value=p, min=0.0, max=0.9, step=0.05, description="p (drop)",
+                               continuous_update=False)
+        self.draw = w.IntSlider(value=0, min=0, max=20, description="draw", continuous_update=False)
+        self.mode = w.ToggleButtons(options=list(self.MODES), value="train", description="mode")
+        self.numbers = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([w.HBox([self.p, self.draw]), self.mode, self.numbers, self.plot])
+        for c in (self.p, self.draw, self.mode):
+            c.observe(lambda _: self.update(), names="value")
+        self.update()
+
+    def _masks(self, p: float, n: int, seed) -> np.ndarray:
+        keep = np.random.default_rng(seed).random((n, 64)) >= p
+        return keep / (1.0 - p)
+
+    def update(self) -> None:
+        p, x = float(self.p.value), self.image
+        mode = self.mode.value
+        if mode == "train":
+            self.scale = 1.0 / (1.0 - p)
+            self.mask = self._masks(p, 1, [self.seed, self.draw.value])[0].reshape(8, 8)
+            many = self._masks(p, self.n_draws, [self.seed, 10_000]) * x.reshape(1, 64)
+            self.average = many.mean(0).reshape(8, 8)
+            nz = x.reshape(-1) != 0
+            self.noise = float(np.mean(np.std(many[:, nz] / x.reshape(-1)[nz], axis=0)))
+        else:
+            self.scale = 1.0 if mode == "eval" else 1.0 - p
+            self.mask = np.full((8, 8), self.scale)
+            self.average = x * self.scale
+            self.noise = 0.0
+        self.output = x * self.mask
+        self.dropped_fraction = float(np.mean((self.mask == 0)))
+        total = x.sum()
+        self.output_ratio = float(self.output.sum() / total)
+        self.average_ratio = float(self.average.sum() / total)
+        if mode == "train":
+            text = (f"<b>training, p = {p:.2f}</b>: dropped <span class='dropped'>"
+                    f"{self.dropped_fraction:.0%}</span> of 64 units, kept ones multiplied by "
+                    f"1/(1-p) = <span class='scale'>{self.scale:.3f}</span>; sum(out)/sum(x): "
+                    f"this draw <span class='ratio'>{self.output_ratio:.3f}</span>, averaged over "
+                    f"{self.n_draws} draws <span class='avg-ratio'>{self.average_ratio:.3f}</span>; "
+                    f"noise per unit std(out/x) = <span class='noise'>{self.noise:.3f}</span> "
+                    f"(sqrt(p/(1-p)) = {np.sqrt(p / (1 - p)):.3f})")
+        elif mode == "eval":
+            text = (f"<b>eval</b>: out = x (ratio <span class='ratio'>{self.output_ratio:.3f}</span>),"
+                    " the same as the average training output: nothing to rescale")
+        else:
+            text = (f"<b>wrong</b>: out = (1-p) x, ratio <span class='ratio'>{self.output_ratio:.3f}"
+                    "</span>. The training outputs averaged to x (ratio 1), so the next layer now "
+                    f"sees inputs {p:.0%} smaller than in training: scaling at inference belongs to "
+                    "the old non-inverted dropout, never on top of the inverted one")
+        self.numbers.value = text
+        with self.plot:
+            self.plot.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 4, figsize=(11, 3))
+            top = 1.0 / (1.0 - p)  # the largest multiplier at this p: one scale for every mode
+            vmax = (float(np.max(np.abs(x))) or 1.0) * top
+            mask_title = {"train": f"mask: 0 or 1/(1-p) = {top:.2f}",
+                          "eval": "multiplier: 1 everywhere"}.get(mode, f"multiplier: 1-p = {1 - p:.2f} everywhere")
+            panels = [("input x", x, vmax), (mask_title, self.mask, top),
+                      ("output x * mask" if mode == "train" else "output", self.output, vmax),
+                      (f"output averaged over {self.n_draws} draws" if mode == "train"
+                       else "output (deterministic)", self.average, vmax)]
+            for ax, (title, a, vm) in zip(axes, panels):
+                ax.imshow(a, cmap="gray_r", vmin=0, vmax=vm)
+                ax.set_title(title, fontsize=9)
+                ax.set_xlabel("pixel column")
+                ax.set_ylabel("pixel row")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            fig.suptitle(f"Dropout on a layer of 64 activations, p = {p:.2f}, mode: {mode} "
+                         "(one gray scale for x and the outputs)")
+            fig.subplots_adjust(left=0.03, right=0.99, bottom=0.08, top=0.8, wspace=0.25)
+            from IPython.display import display
+            display(fig)
+            plt.close(fig)
 
     def _ipython_display_(self):
         from IPython.display import display

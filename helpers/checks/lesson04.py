@@ -1,0 +1,719 @@
+"""Checks for lesson 04 (batch norm): ex4.1 batch_norm, ex4.2 BatchNorm1d.
+
+The probe feeds float64 tensors (so a reference in float64 can be strict) and records what
+came back, plus flags: "an input tensor was changed", the names of parameters and buffers,
+buffer snapshots after each step. The judge rebuilds every input, computes the reference with
+``F.batch_norm`` / ``nn.BatchNorm1d`` in float64, and on a mismatch tries the usual mistakes
+(unbiased variance in the normalisation, biased variance in the buffer, flipped momentum, eps
+outside the square root, batch statistics in eval, statistics over the wrong axes, ...) to
+name the likely one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helpers.checks.core import Fail, Raised, Value, as_array, capture, close, exercise, max_err, unwrap
+
+RTOL, ATOL = 1e-5, 1e-6
+
+GAMMA5 = np.array([1.5, -0.7, 2.0, 0.3, 1.1])
+BETA5 = np.array([0.2, -1.0, 0.5, 0.0, 3.0])
+RM5 = np.array([0.5, -0.2, 1.0, 0.0, 2.0])
+RV5 = np.array([1.5, 0.8, 2.0, 0.5, 1.2])
+
+
+def _t(a):
+    """A float64 CPU tensor (a copy)."""
+    import torch
+    return torch.tensor(np.asarray(a, dtype=np.float64))
+
+
+def _sample(rng, shape, loc, scale):
+    """Values of ``shape`` = (N, C, ...) with per-channel location and scale."""
+    shape = tuple(shape)
+    bshape = (1, -1) + (1,) * (len(shape) - 2)
+    return (np.asarray(loc, dtype=np.float64).reshape(bshape)
+            + np.asarray(scale, dtype=np.float64).reshape(bshape) * rng.standard_normal(shape))
+
+
+# channel 3 of five: almost constant (variance about 1e-6, where eps = 1e-5 matters)
+LOC5 = [0.5, -3.0, 0.0, 2.0, 1.0]
+SCALE5 = [1.0, 4.0, 0.3, 1e-3, 2.0]
+
+
+# ------------------------------------------------------------------ numpy variants for the hints
+
+def _axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _b(v, x):
+    return np.asarray(v, dtype=np.float64).reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _batch_stats(x):
+    ax = _axes(x)
+    n = x.size // x.shape[1]
+    mean = x.mean(axis=ax)
+    var = x.var(axis=ax)
+    return mean, var, var * n / max(n - 1, 1), n
+
+
+def _norm(x, mean, var, g, b, eps, how="ok"):
+    """gamma * (x - mean) / sqrt(var + eps) + beta, or one of the usual wrong variants."""
+    xc = x - mean
+    if how == "eps_outside":
+        xh = xc / (np.sqrt(var) + eps)
+    elif how == "no_eps":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xh = xc / np.sqrt(var)
+    elif how == "no_sqrt":
+        xh = xc / (var + eps)
+    else:
+        xh = xc / np.sqrt(var + eps)
+    if how == "swapped":
+        return b * xh + g
+    if how == "no_affine":
+        return xh
+    return g * xh + b
+
+
+def _y_candidates(x, g, b, rm, rv, training, eps, eval_factors=()):
+    """(y, hint) pairs for the usual mistakes in the output, most specific first.
+
+    ``eval_factors``: momentum factors with which a wrong eval step may have updated the
+    running statistics before using them."""
+    G, B = _b(g, x), _b(b, x)
+    mean, var, uvar, _ = _batch_stats(x)
+    M, V, U = _b(mean, x), _b(var, x), _b(uvar, x)
+    RM, RV = _b(rm, x), _b(rv, x)
+    eps_in = ("eps belongs inside the square root: (x - mean) / sqrt(var + eps), not "
+              "(x - mean) / (sqrt(var) + eps). It shows on a channel whose values are almost "
+              "constant (variance near eps) and when eps is large.")
+    no_eps = ("eps is missing: divide by sqrt(var + eps). Without it a channel whose values "
+              "are (almost) constant blows up.")
+    no_sqrt = "divide by the standard deviation sqrt(var + eps), not by the variance."
+    swapped = "gamma and beta are swapped: y = gamma * x_hat + beta (gamma scales, beta shifts)."
+    no_aff = "gamma and beta were not applied: y = gamma * x_hat + beta, one gamma and beta per channel."
+    out = []
+    if training:
+        out += [(_norm(x, M, U, G, B, eps),
+                 "you normalised with the unbiased variance (dividing by n - 1). In training "
+                 "batch norm normalises with the biased batch variance (divide by n, the number "
+                 "of values per channel); the unbiased one only goes into running_var."),
+                (_norm(x, M, V, G, B, eps, "eps_outside"), eps_in),
+                (_norm(x, M, U, G, B, eps, "eps_outside"), "two mistakes: " + eps_in +
+                 " Also normalise with the biased variance (divide by n), not the unbiased one."),
+                (_norm(x, M, V, G, B, eps, "no_eps"), no_eps),
+                (_norm(x, M, V, G, B, eps, "no_sqrt"), no_sqrt),
+                (_norm(x, RM, RV, G, B, eps),
+                 "in training mode normalise with the statistics of the current batch, not with "
+                 "running_mean and running_var (those are for eval mode)."),
+                (_norm(x, M, V, G, B, eps, "swapped"), swapped),
+                (_norm(x, M, V, G, B, eps, "no_affine"), no_aff)]
+        if x.ndim > 2:
+            m0, v0 = x.mean(axis=0, keepdims=True), x.var(axis=0, keepdims=True)
+            out += [(_norm(x, m0, v0, G, B, eps), "statistics over the wrong axes: you averaged "
+                     "over the batch axis only, which gives one mean per channel *and position*. "
+                     "For (N, C, H, W) batch norm pools each channel over N, H and W together "
+                     "(dims 0, 2, 3); for (N, C, L) over N and L.")]
+        ax = tuple(range(1, x.ndim))
+        ms, vs = x.mean(axis=ax, keepdims=True), x.var(axis=ax, keepdims=True)
+        out += [(_norm(x, ms, vs, G, B, eps), "statistics over the wrong axes: you normalised "
+                 "each sample over its own features (that is layer norm). Batch norm computes "
+                 "one mean and variance per channel, over the batch: dim 0 for (N, C), dims "
+                 "(0, 2, 3) for (N, C, H, W).")]
+        out += [(_norm(x, x.mean(), x.var(), G, B, eps), "statistics over the wrong axes: you "
+                 "used one mean and variance for the whole tensor. Batch norm computes them per "
+                 "channel (dim 1), pooling the batch and any spatial axes.")]
+        if x.ndim > 2:
+            mc = x.mean(axis=(0, 1), keepdims=True)
+            vc = x.var(axis=(0, 1), keepdims=True)
+            out += [(_norm(x, mc, vc, G, B, eps), "statistics over the wrong axes: the "
+                     "channel axis is dim 1 and must be kept; pool over dims 0, 2, 3.")]
+    else:
+        batch = ("in eval mode batch norm uses running_mean and running_var, not the statistics "
+                 "of the batch: a sample's output must not depend on the other samples in the "
+                 "batch (and a batch of one must work).")
+        out += [(_norm(x, M, V, G, B, eps), batch), (_norm(x, M, U, G, B, eps), batch),
+                (_norm(x, RM, RV, G, B, eps, "eps_outside"), eps_in),
+                (_norm(x, RM, RV, G, B, eps, "no_eps"), no_eps),
+                (_norm(x, RM, RV, G, B, eps, "no_sqrt"), no_sqrt),
+                (_norm(x, RM, RV, G, B, eps, "swapped"), swapped),
+                (_norm(x, RM, RV, G, B, eps, "no_affine"), no_aff)]
+        for f in eval_factors:
+            for fm in (f, 1 - f):
+                for v in (uvar, var):
+                    out.append((_norm(x, _b((1 - fm) * rm + fm * mean, x), _b((1 - fm) * rv + fm * v, x),
+                                      G, B, eps),
+                                "you updated the running statistics in eval mode (and then used "
+                                "them). In eval they are only read, never updated: the running "
+                                "statistics changed in eval mode."))
+    return out
+
+
+def _explain_y(label, y, ref, x, g, b, rm, rv, training, eps, dtype=None, eval_factors=()):
+    """Fail with the most likely mistake when the output ``y`` differs from ``ref``."""
+    for cand, hint in _y_candidates(x, g, b, rm, rv, training, eps, eval_factors):
+        if close(y, cand, RTOL, ATOL):
+            raise Fail(f"{label}: wrong output y; {hint}")
+    mode = "training" if training else "eval"
+    extra = ""
+    if dtype and dtype not in ("float64", "double"):
+        extra = f" Your y is {dtype} for float64 input: keep computing in the dtype of x."
+    if not np.all(np.isfinite(y)):
+        extra += " y contains NaN or inf (a division by zero? eps belongs inside the square root)."
+    how = ("the batch mean and biased batch variance of each channel (over N, and L or H, W)"
+           if training else "running_mean and running_var")
+    raise Fail(f"{label} ({mode} mode): wrong output y (largest difference "
+               f"{max_err(y, ref):.3g}). Expected gamma * (x - mean) / sqrt(var + eps) + beta "
+               f"with {how}.{extra}")
+
+
+def _explain_running(label, got_rm, got_rv, x, rm, rv, factor, ref_rm, ref_rv, extra=()):
+    """Fail with the likely mistake when the running buffers after a training step are wrong.
+
+    ``factor`` is the weight of the new batch statistic (momentum, or 1/num_batches_tracked).
+    ``extra`` holds further ``(factor, hint)`` candidates (e.g. momentum=None mishandled).
+    """
+    mean, var, uvar, n = _batch_stats(x)
+    C = len(rm)
+    for got, what in ((got_rm, "new_running_mean"), (got_rv, "new_running_var")):
+        if got.shape != (C,):
+            raise Fail(f"{label}: {what} has shape {got.shape}, expected ({C},): one value per "
+                       "channel.")
+    flip = ("momentum is the weight of the *new* batch statistic in PyTorch: running = "
+            "(1 - momentum) * running + momentum * batch. You gave the new value the weight "
+            "1 - momentum (Keras writes it the other way: its momentum=0.99 is torch's 0.01).")
+    if not close(got_rm, ref_rm, RTOL, ATOL):
+        for f, hint in extra:
+            if close(got_rm, (1 - f) * rm + f * mean, RTOL, ATOL):
+                raise Fail(f"{label}: wrong running_mean; {hint}")
+        if factor < 1 and close(got_rm, factor * rm + (1 - factor) * mean, RTOL, ATOL):
+            raise Fail(f"{label}: wrong running_mean; {flip}")
+        if close(got_rm, rm, RTOL, ATOL):
+            raise Fail(f"{label}: running_mean was not updated in training mode; new running "
+                       "mean = (1 - momentum) * running_mean + momentum * batch_mean.")
+        if factor < 1 and close(got_rm, mean, RTOL, ATOL):
+            raise Fail(f"{label}: running_mean was replaced by the batch mean; it is an "
+                       "exponential moving average: (1 - momentum) * running_mean + momentum * "
+                       "batch_mean.")
+        raise Fail(f"{label}: wrong running_mean (largest difference {max_err(got_rm, ref_rm):.3g}"
+                   f"); expected (1 - m) * running_mean + m * batch_mean with m = {factor:.4g}.")
+    if not close(got_rv, ref_rv, RTOL, ATOL):
+        biased = ("running_var must be updated with the *unbiased* batch variance (the biased "
+                  f"one times n / (n - 1), here n = {n} values per channel), while the "
+                  "normalisation uses the biased one.")
+        for f, hint in extra:
+            for v in (uvar, var):
+                if close(got_rv, (1 - f) * rv + f * v, RTOL, ATOL):
+                    raise Fail(f"{label}: wrong running_var; {hint}")
+        if close(got_rv, (1 - factor) * rv + factor * var, RTOL, ATOL):
+            raise Fail(f"{label}: wrong running_var; {biased}")
+        if factor < 1:
+            for v in (uvar, var):
+                if close(got_rv, factor * rv + (1 - factor) * v, RTOL, ATOL):
+                    raise Fail(f"{label}: wrong running_var; {flip}")
+        if close(got_rv, rv, RTOL, ATOL):
+            raise Fail(f"{label}: running_var was not updated in training mode.")
+        if close(got_rv, (1 - factor) * rv + factor * np.sqrt(var), RTOL, ATOL) or \
+                close(got_rv, (1 - factor) * rv + factor * np.sqrt(uvar), RTOL, ATOL):
+            raise Fail(f"{label}: running_var tracks the standard deviation; it must track the "
+                       "(unbiased) variance.")
+        raise Fail(f"{label}: wrong running_var (largest difference {max_err(got_rv, ref_rv):.3g}"
+                   f"); expected (1 - m) * running_var + m * unbiased_batch_var with m = "
+                   f"{factor:.4g}.")
+
+
+def _explain_eval_buffers(label, got_rm, got_rv, rm, rv):
+    """Fail unless the running buffers came back unchanged from an eval-mode call."""
+    C = len(rm)
+    for got, what in ((got_rm, "running_mean"), (got_rv, "running_var")):
+        if got.shape != (C,):
+            raise Fail(f"{label}: the returned {what} has shape {got.shape}, expected ({C},).")
+    if not (close(got_rm, rm, 1e-12, 1e-12) and close(got_rv, rv, 1e-12, 1e-12)):
+        raise Fail(f"{label}: the running statistics changed in eval mode. In eval they are only "
+                   "read, never updated: running_mean and running_var stay as they were.")
+
+
+# ------------------------------------------------------------------ ex4.1
+
+def _bn_cases():
+    """(label, x, gamma, beta, running_mean, running_var, training, momentum, eps); momentum
+    None means: call with the defaults (momentum=0.1, eps=1e-5 not passed)."""
+    rng = np.random.default_rng(4101)
+    x1 = _sample(rng, (8, 5), LOC5, SCALE5)
+    x2 = _sample(rng, (6, 5, 3, 4), LOC5, SCALE5)
+    x3 = _sample(rng, (7, 5), LOC5, SCALE5)
+    x4 = _sample(rng, (3, 5, 2, 3), LOC5, SCALE5)
+    x5 = _sample(rng, (2, 5), LOC5, SCALE5)
+    x5[:, 4] = 1.25                                   # an exactly constant channel
+    g, b, rm, rv = GAMMA5, BETA5, RM5, RV5
+    return [
+        ("(8, 5) input, training, default momentum and eps", x1, g, b, rm, rv, True, None, None),
+        ("(8, 5) input, training, momentum=0.3, eps=0.1", x1, g, b, rm, rv, True, 0.3, 0.1),
+        ("(6, 5, 3, 4) input, training, momentum=0.3", x2, g, b, rm, rv, True, 0.3, 1e-5),
+        ("(7, 5) input, eval", x3, g, b, rm, rv, False, 0.1, 1e-5),
+        ("(3, 5, 2, 3) input, eval, momentum=0.3, eps=0.1", x4, g, b, rm, rv, False, 0.3, 0.1),
+        ("(2, 5) input (a batch of two, one channel constant), training", x5, g, b, rm, rv, True, 0.1, 1e-5),
+    ]
+
+
+def _bn_chain():
+    """Three training steps on (5, 5, 4, 4) batches (momentum 0.3), then eval; each step gets
+    the running buffers the previous step returned."""
+    rng = np.random.default_rng(4102)
+    xs = [_sample(rng, (5, 5, 4, 4), np.array(LOC5) + k, SCALE5) for k in range(3)]
+    xs.append(_sample(rng, (3, 5, 4, 4), LOC5, SCALE5))
+    return xs, GAMMA5, BETA5, RM5, RV5, 0.3, 1e-5
+
+
+def _call_bn(fn, box, x, g, b, rm, rv, training, momentum, eps):
+    def call():
+        if momentum is None:
+            box["out"] = fn(x, g, b, rm, rv, training)
+        else:
+            box["out"] = fn(x, g, b, rm, rv, training, momentum=momentum, eps=eps)
+        return box["out"]
+    return capture(call)
+
+
+def probe_batch_norm(batch_norm):
+    import torch
+
+    cases = []
+    for _, x, g, b, rm, rv, training, mom, eps in _bn_cases():
+        args = [_t(a) for a in (x, g, b, rm, rv)]
+        keep = [a.clone() for a in args]
+        res = _call_bn(batch_norm, {}, *args, training, mom, eps)
+        cases.append({"result": res,
+                      "changed": [bool(not torch.equal(a, k)) for a, k in zip(args, keep)]})
+    xs, g, b, rm, rv, mom, eps = _bn_chain()
+    chain = []
+    rm_t, rv_t = _t(rm), _t(rv)
+    for k, x in enumerate(xs):
+        args = [_t(x), _t(g), _t(b), rm_t, rv_t]
+        keep = [a.clone() for a in args]
+        box: dict = {}
+        res = _call_bn(batch_norm, box, *args, k < len(xs) - 1, mom, eps)
+        chain.append({"result": res,
+                      "changed": [bool(not torch.equal(a, k2)) for a, k2 in zip(args, keep)]})
+        o = box.get("out")
+        if not (isinstance(o, (tuple, list)) and len(o) == 3):
+            break
+        try:   # feed the returned buffers (tensors, or anything array-like) into the next step
+            rm_t, rv_t = (torch.as_tensor(np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor)
+                                                     else v, dtype=np.float64)).clone()
+                          for v in o[1:])
+        except Exception:  # noqa: BLE001 - not numbers: the judge reports the step
+            break
+    return {"cases": cases, "chain": chain}
+
+
+def _ref_bn(x, g, b, rm, rv, training, momentum, eps):
+    import torch.nn.functional as F
+
+    rm_t, rv_t = _t(rm), _t(rv)
+    y = F.batch_norm(_t(x), rm_t, rv_t, _t(g), _t(b), training, momentum, eps)
+    return y.numpy(), rm_t.numpy(), rv_t.numpy()
+
+
+def _judge_bn_call(label, got, changed, x, g, b, rm, rv, training, momentum, eps):
+    if isinstance(got, Raised):
+        raise got
+    if not (isinstance(got, (tuple, list)) and len(got) == 3):
+        kind = type(got).__name__ if not isinstance(got, Value) else got.dtype
+        raise Fail(f"{label}: batch_norm should return a tuple of three tensors (y, "
+                   f"new_running_mean, new_running_var), got {kind}.")
+    y_ref, rm_ref, rv_ref = _ref_bn(x, g, b, rm, rv, training, momentum, eps)
+    y = as_array(got[0], "y")
+    if y.shape != x.shape:
+        raise Fail(f"{label}: y has shape {y.shape}, expected the shape of x, {x.shape}.")
+    if not close(y, y_ref, RTOL, ATOL):
+        _explain_y(label, y, y_ref, x, g, b, rm, rv, training, eps,
+                   getattr(got[0], "dtype", None), (momentum,))
+    for v, what in ((got[1], "new_running_mean"), (got[2], "new_running_var")):
+        if isinstance(v, Value) and v.value is None:
+            raise Fail(f"{label}: {what} is {v.dtype}; return the running buffers in both modes "
+                       "(in eval mode, unchanged).")
+    got_rm, got_rv = as_array(got[1], "new_running_mean"), as_array(got[2], "new_running_var")
+    if training:
+        _explain_running(label, got_rm, got_rv, x, rm, rv, momentum, rm_ref, rv_ref)
+    else:
+        _explain_eval_buffers(label, got_rm, got_rv, rm, rv)
+    names = ["x", "gamma", "beta", "running_mean", "running_var"]
+    bad = [n for n, c in zip(names, changed) if c]
+    if "running_mean" in bad or "running_var" in bad:
+        raise Fail(f"{label}: your function changed the {' and '.join(n for n in bad if 'running' in n)} "
+                   "tensor passed in (an in-place update such as running_mean.mul_(...) or "
+                   "F.batch_norm on the tensors you were given). Return *new* buffers and leave "
+                   "the inputs as they were.")
+    if bad:
+        raise Fail(f"{label}: your function changed its input {', '.join(bad)} in place; work on "
+                   "new tensors.")
+
+
+def judge_batch_norm(data):
+    cases = data["cases"]
+    for (label, x, g, b, rm, rv, training, mom, eps), rec in zip(_bn_cases(), cases, strict=True):
+        if mom is None:
+            mom, eps = 0.1, 1e-5
+        _judge_bn_call(label, rec["result"], rec["changed"], x, g, b, rm, rv, training, mom, eps)
+    xs, g, b, rm, rv, mom, eps = _bn_chain()
+    chain = data["chain"]
+    if len(chain) != len(xs):
+        last = chain[-1]["result"] if chain else None
+        raise Fail(f"consecutive steps on (5, 5, 4, 4) batches: step {len(chain)} did not return "
+                   f"three tensors to feed into the next step (got {last!r:.80}).")
+    for k, (x, rec) in enumerate(zip(xs, chain)):
+        training = k < len(xs) - 1
+        label = (f"training step {k + 1} of 3 on (5, 5, 4, 4) batches (momentum=0.3), fed the "
+                 "buffers of the step before" if training else
+                 "eval on a (3, 5, 4, 4) batch after three training steps")
+        _judge_bn_call(label, rec["result"], rec["changed"], x, g, b, rm, rv, training, mom, eps)
+        _, rm, rv = _ref_bn(x, g, b, rm, rv, training, mom, eps)
+    return None
+
+
+exercise("ex4.1", "batch_norm", probe_batch_norm, judge_batch_norm)
+
+# ------------------------------------------------------------------ ex4.2
+
+C4 = 4
+GAMMA4 = np.array([1.5, -0.7, 2.0, 0.3])
+BETA4 = np.array([0.2, -1.0, 0.5, 3.0])
+LOC4 = [0.5, -3.0, 2.0, 1.0]
+SCALE4 = [1.0, 4.0, 1e-3, 2.0]   # channel 2 almost constant
+
+_CONFIGS = [("BatchNorm1d(4)", {}),
+            ("BatchNorm1d(4, eps=0.1, momentum=0.3)", {"eps": 0.1, "momentum": 0.3}),
+            ("BatchNorm1d(4, momentum=None)", {"momentum": None})]
+_GRAD_STEP = 1
+
+
+def _module_steps():
+    """(label, training, x): the fixed sequence of calls every configuration goes through."""
+    rng = np.random.default_rng(4201)
+    s = lambda shape, shift=0.0: _sample(rng, shape, np.array(LOC4) + shift, SCALE4)
+    return [("eval before any training, (6, 4) input", False, s((6, 4))),
+            ("training step 1, (8, 4) input", True, s((8, 4))),
+            ("training step 2, (3, 4, 5) input (N, C, L)", True, s((3, 4, 5), 1.0)),
+            ("training step 3, (2, 4) input (a batch of two)", True, s((2, 4), -0.5)),
+            ("eval, (5, 4, 3) input", False, s((5, 4, 3))),
+            ("eval, (7, 4) input", False, s((7, 4))),
+            ("training step 4, (10, 4) input", True, s((10, 4), 2.0)),
+            ("eval, (1, 4) input (a batch of one)", False, s((1, 4)))]
+
+
+def _load_setup():
+    """A torch state to load: weight, bias, running stats and num_batches_tracked = 7."""
+    rng = np.random.default_rng(4202)
+    return {"weight": np.array([0.8, 1.7, -1.2, 0.4]), "bias": np.array([-0.3, 0.6, 1.1, -2.0]),
+            "running_mean": np.array([0.4, -2.5, 2.0, 1.5]),
+            "running_var": np.array([0.9, 12.0, 2e-6, 3.5]), "num_batches_tracked": 7,
+            "x_eval": _sample(rng, (5, 4), LOC4, SCALE4),
+            "x_train": _sample(rng, (6, 4), LOC4, SCALE4)}
+
+
+def _upstream(shape):
+    return np.random.default_rng(4203).standard_normal(shape)
+
+
+def _snapshot(m):
+    return {"running_mean": m.running_mean.detach().clone(),
+            "running_var": m.running_var.detach().clone(),
+            "num_batches_tracked": m.num_batches_tracked.detach().clone(),
+            "buffers_require_grad": bool(m.running_mean.requires_grad or m.running_var.requires_grad)}
+
+
+def _state(m):
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def _set_affine(m, g, b):
+    import torch
+    with torch.no_grad():
+        m.weight.copy_(_t(g))
+        m.bias.copy_(_t(b))
+
+
+def _backward(y, x, m, up):
+    y.backward(_t(up))
+    return {"x": x.grad, "weight": m.weight.grad, "bias": m.bias.grad}
+
+
+def _torch_state(kw):
+    from torch import nn
+    import torch
+    s = _load_setup()
+    tbn = nn.BatchNorm1d(C4, **kw).double()
+    with torch.no_grad():
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            getattr(tbn, k).copy_(_t(s[k]))
+        tbn.num_batches_tracked.fill_(s["num_batches_tracked"])
+    return tbn, s
+
+
+def probe_batchnorm1d(BatchNorm1d):
+    import torch
+    from torch import nn
+
+    out = []
+    for _, kw in _CONFIGS:
+        rec: dict = {}
+        out.append(rec)
+        box: dict = {}
+
+        def build(box=box, kw=kw):
+            box["m"] = BatchNorm1d(C4, **kw)
+        rec["build"] = capture(build)
+        m = box.get("m")
+        rec["is_module"] = isinstance(m, nn.Module)
+        if not rec["is_module"]:
+            continue
+        rec["double"] = capture(lambda m=m: (m.double(), None)[1])
+        rec["params"] = capture(lambda m=m: [n for n, _ in m.named_parameters()])
+        rec["buffers"] = capture(lambda m=m: [n for n, _ in m.named_buffers()])
+        rec["keys"] = capture(lambda m=m: list(m.state_dict().keys()))
+        rec["initial"] = capture(_state, m)
+        rec["set_affine"] = capture(_set_affine, m, GAMMA4, BETA4)
+        steps = []
+        for k, (_, training, x) in enumerate(_module_steps()):
+            step: dict = {}
+            steps.append(step)
+            xt = _t(x)
+            keep = xt.clone()
+            if k == _GRAD_STEP:
+                xt.requires_grad_(True)
+            step["mode"] = capture(lambda m=m, tr=training: (m.train(tr), None)[1])
+            ybox: dict = {}
+
+            def fwd(m=m, xt=xt, ybox=ybox):
+                ybox["y"] = m(xt)
+                return ybox["y"]
+            step["y"] = capture(fwd)
+            if k == _GRAD_STEP and "y" in ybox:
+                step["grads"] = capture(_backward, ybox["y"], xt, m, _upstream(x.shape))
+            step["state"] = capture(_snapshot, m)
+            step["x_changed"] = bool(not torch.equal(xt.detach(), keep))
+        rec["steps"] = steps
+        rec["to_torch"] = capture(lambda m=m, kw=kw: (nn.BatchNorm1d(C4, **kw).double()
+                                              .load_state_dict(m.state_dict()), None)[1])
+        # a torch BatchNorm1d's state_dict loaded into a fresh module of yours
+        tbn, s = _torch_state(kw)
+        box2: dict = {}
+
+        def build2(box2=box2, kw=kw):
+            box2["m"] = BatchNorm1d(C4, **kw)
+            box2["m"].double()
+        rec["load_build"] = capture(build2)
+        m2 = box2.get("m")
+        if m2 is None:
+            continue
+        rec["load"] = capture(lambda: (m2.load_state_dict(tbn.state_dict()), None)[1])
+        capture(m2.eval)
+        rec["load_eval"] = capture(m2, _t(s["x_eval"]))
+        capture(m2.train)
+        rec["load_train"] = capture(m2, _t(s["x_train"]))
+        rec["load_state"] = capture(_snapshot, m2)
+    return out
+
+
+def _names_check(label, rec):
+    params, buffers, keys = (unwrap(rec[k]) for k in ("params", "buffers", "keys"))
+    params, buffers, keys = list(params), list(buffers), list(keys)
+    running = {"running_mean", "running_var"}
+    if running & set(params):
+        raise Fail(f"{label}: {sorted(running & set(params))} are registered as parameters. "
+                   "Running statistics are buffers (self.register_buffer(...)): as parameters the "
+                   "optimizer would change them and they would get gradients.")
+    if set(params) != {"weight", "bias"}:
+        hint = ""
+        if {"gamma", "beta"} & set(params):
+            hint = (" nn.BatchNorm1d calls gamma `weight` and beta `bias`; a state_dict only "
+                    "moves between two modules when the names match.")
+        elif not params:
+            hint = " Wrap gamma and beta in nn.Parameter so that the optimizer trains them."
+        raise Fail(f"{label}: the parameters are named {params}, expected ['weight', 'bias'] "
+                   f"(nn.Parameter, one value per feature).{hint}")
+    missing = [n for n in ("running_mean", "running_var", "num_batches_tracked") if n not in buffers]
+    if running & set(missing):
+        raise Fail(f"{label}: {sorted(running & set(missing))} are not registered buffers (found "
+                   f"buffers {buffers}). A plain tensor attribute is not in the state_dict and does "
+                   "not move with .to(device): use self.register_buffer('running_mean', "
+                   "torch.zeros(num_features)) and the same for running_var (ones).")
+    if missing:
+        raise Fail(f"{label}: no num_batches_tracked buffer. nn.BatchNorm1d keeps a long tensor "
+                   "counting the training batches (it is in its state_dict, and momentum=None "
+                   "needs it): self.register_buffer('num_batches_tracked', torch.tensor(0)).")
+    want = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    if sorted(keys) != sorted(want):
+        raise Fail(f"{label}: state_dict keys {keys}, expected {want}; extra persistent buffers "
+                   "or parameters stop a state_dict from moving to nn.BatchNorm1d.")
+
+
+def _ref_module(kw):
+    from torch import nn
+    import torch
+    ref = nn.BatchNorm1d(C4, **kw).double()
+    with torch.no_grad():
+        ref.weight.copy_(_t(GAMMA4))
+        ref.bias.copy_(_t(BETA4))
+    return ref
+
+
+def _pre(ref):
+    return (ref.running_mean.detach().numpy().copy(), ref.running_var.detach().numpy().copy(),
+            int(ref.num_batches_tracked))
+
+
+def _none_extras(kw, nbt_before, counter_restart=None):
+    """Candidate wrong factors for momentum=None."""
+    if "momentum" not in kw or kw["momentum"] is not None:
+        return []
+    cum = ("momentum=None means a cumulative average: the factor of the new batch is "
+           "1 / num_batches_tracked (after counting this batch), so every batch weighs the same.")
+    out = [(0.1, "with momentum=None you used momentum 0.1. " + cum)]
+    if nbt_before > 0:
+        out.append((1.0 / nbt_before, "the factor is 1 / num_batches_tracked *after* counting the "
+                    "current batch (off by one). " + cum))
+    out.append((1.0 / (nbt_before + 2), "the factor is 1 / num_batches_tracked after counting "
+                "the current batch once (you counted it twice?). " + cum))
+    if counter_restart is not None:
+        out.append((counter_restart, "read the count from the num_batches_tracked buffer (a "
+                    "loaded state_dict sets it), not from a separate Python counter. " + cum))
+    return out
+
+
+def _check_module_output(label, got, ref_y, x, g, b, rm, rv, training, eps, eval_factors=()):
+    if isinstance(got, Raised):
+        raise got
+    y = as_array(got, "the module's output")
+    if y.shape != x.shape:
+        raise Fail(f"{label}: the output has shape {y.shape}, expected the input's shape {x.shape}."
+                   + (" BatchNorm1d takes (N, C) or (N, C, L): for (N, C, L) the statistics are "
+                      "over N and L (dims 0 and 2)." if x.ndim == 3 else ""))
+    if not close(y, ref_y, RTOL, ATOL):
+        _explain_y(label, y, ref_y, x, g, b, rm, rv, training, eps, getattr(got, "dtype", None),
+                   eval_factors)
+
+
+def _check_module_state(label, st, ref, x, rm, rv, nbt, training, kw, counter_restart=None):
+    if isinstance(st, Raised):
+        raise st
+    got_rm, got_rv = as_array(st["running_mean"], "running_mean"), as_array(st["running_var"], "running_var")
+    got_n = int(round(as_array(st["num_batches_tracked"], "num_batches_tracked").reshape(-1)[0]))
+    ref_rm, ref_rv = ref.running_mean.detach().numpy(), ref.running_var.detach().numpy()
+    if training:
+        mom = kw.get("momentum", 0.1)
+        factor = 1.0 / (nbt + 1) if mom is None else mom
+        _explain_running(label, got_rm, got_rv, x, rm, rv, factor, ref_rm, ref_rv,
+                         _none_extras(kw, nbt, counter_restart))
+        if got_n != nbt + 1:
+            raise Fail(f"{label}: num_batches_tracked is {got_n}, expected {nbt + 1}: add 1 on "
+                       "every forward pass in training mode.")
+    else:
+        _explain_eval_buffers(label, got_rm, got_rv, rm, rv)
+        if got_n != nbt:
+            raise Fail(f"{label}: num_batches_tracked changed from {nbt} to {got_n} in eval mode; "
+                       "it only counts training batches.")
+    if unwrap(st["buffers_require_grad"]):
+        raise Fail(f"{label}: the running buffers require grad, so they keep the computation "
+                   "graph of every batch. Update them under torch.no_grad() (or from detached "
+                   "statistics); only the output needs gradients.")
+
+
+def judge_batchnorm1d(data):
+    import torch
+
+    for (label, kw), rec in zip(_CONFIGS, data, strict=True):
+        if isinstance(rec.get("build"), Raised):
+            raise Raised(f"{rec['build']} in {label}; the constructor is "
+                         "BatchNorm1d(num_features, eps=1e-5, momentum=0.1), momentum=None allowed")
+        if not rec.get("is_module"):
+            raise Fail(f"{label}: BatchNorm1d must subclass nn.Module (class BatchNorm1d(nn.Module)) "
+                       "so that .train()/.eval(), parameters and state_dict work.")
+        if isinstance(rec.get("double"), Raised):
+            raise rec["double"]
+        _names_check(label, rec)
+        init = unwrap(rec["initial"])
+        want = {"weight": np.ones(C4), "bias": np.zeros(C4), "running_mean": np.zeros(C4),
+                "running_var": np.ones(C4), "num_batches_tracked": np.zeros(())}
+        for k, v in want.items():
+            a = as_array(init[k], k)
+            if k == "num_batches_tracked":   # a 0-d tensor (the record stores it as one value)
+                a, v = a.reshape(-1), v.reshape(-1)
+            if a.shape != v.shape or not close(a, v, 0, 0):
+                raise Fail(f"{label}: a new module starts with {k} = {a.tolist()}, expected "
+                           f"{v.tolist()} (weight ones, bias zeros, running_mean zeros, "
+                           "running_var ones, num_batches_tracked 0).")
+        if isinstance(rec.get("set_affine"), Raised):
+            raise rec["set_affine"]
+        eps = kw.get("eps", 1e-5)
+        ref = _ref_module(kw)
+        for k, ((slabel, training, x), step) in enumerate(zip(_module_steps(), rec["steps"], strict=True)):
+            lab = f"{label}, {slabel}"
+            if isinstance(step.get("mode"), Raised):
+                raise step["mode"]
+            ref.train(training)
+            rm, rv, nbt = _pre(ref)
+            xt = _t(x)
+            if k == _GRAD_STEP:
+                xt.requires_grad_(True)
+            y_ref = ref(xt)
+            mom = kw.get("momentum", 0.1)
+            _check_module_output(lab, step["y"], y_ref.detach().numpy(), x, GAMMA4, BETA4,
+                                 rm, rv, training, eps,
+                                 (0.1, 1.0 / (nbt + 1)) if mom is None else (mom,))
+            if k == _GRAD_STEP:
+                y_ref.backward(_t(_upstream(x.shape)))
+                grads = step.get("grads")
+                if isinstance(grads, Raised):
+                    raise Fail(f"{lab}: backward through your output failed ({grads}); build the "
+                               "output from torch operations on x, weight and bias (no NumPy, "
+                               ".item() or .data) so that autograd can follow it.")
+                for name, r in (("x", xt.grad), ("weight", ref.weight.grad), ("bias", ref.bias.grad)):
+                    gv = grads[name]
+                    if isinstance(gv, Value) and gv.value is None:
+                        raise Fail(f"{lab}: no gradient reached {name}; weight and bias must be "
+                                   "nn.Parameters used in the output.")
+                    a = as_array(gv, f"the gradient of {name}")
+                    if not close(a, r.numpy(), 1e-5, 1e-6):
+                        raise Fail(f"{lab}: the gradient with respect to {name} is wrong (largest "
+                                   f"difference {max_err(a, r.numpy()):.3g}). In training the "
+                                   "batch mean and variance are part of the computation: do not "
+                                   "detach them (only the running buffers are updated without "
+                                   "gradient).")
+            _check_module_state(lab, step["state"], ref, x, rm, rv, nbt, training, kw)
+            if step["x_changed"]:
+                raise Fail(f"{lab}: forward changed its input x in place; work on new tensors.")
+        if isinstance(rec.get("to_torch"), Raised):
+            raise Fail(f"{label}: nn.BatchNorm1d could not load your module's state_dict "
+                       f"({rec['to_torch']}). Names and shapes must match nn.BatchNorm1d's.")
+        # loading a torch state_dict
+        if isinstance(rec.get("load_build"), Raised):
+            raise rec["load_build"]
+        lab = f"{label}, after loading an nn.BatchNorm1d state_dict (num_batches_tracked = 7)"
+        if isinstance(rec.get("load"), Raised):
+            raise Fail(f"{lab}: load_state_dict failed ({rec['load']}). The names must be "
+                       "weight, bias, running_mean, running_var and num_batches_tracked.")
+        tbn, s = _torch_state(kw)
+        tbn.eval()
+        rm, rv, nbt = _pre(tbn)
+        w, bb = tbn.weight.detach().numpy().copy(), tbn.bias.detach().numpy().copy()
+        with torch.no_grad():
+            y_ref = tbn(_t(s["x_eval"])).numpy()
+        _check_module_output(lab + ", eval", rec["load_eval"], y_ref, s["x_eval"], w, bb, rm, rv,
+                             False, eps)
+        tbn.train()
+        with torch.no_grad():
+            y_ref = tbn(_t(s["x_train"])).numpy()
+        _check_module_output(lab + ", then a training step", rec["load_train"], y_ref,
+                             s["x_train"], w, bb, rm, rv, True, eps)
+        _check_module_state(lab + ", then a training step", rec["load_state"], tbn, s["x_train"],
+                            rm, rv, nbt, True, kw, counter_restart=1.0)
+    return None
+
+
+exercise("ex4.2", "BatchNorm1d", probe_batchnorm1d, judge_batchnorm1d, kind="class")

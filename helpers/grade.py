@@ -1,0 +1,86 @@
+"""Grade submitted notebooks: a gradebook and one feedback file per submission.
+
+    python -m helpers.grade PATH... [--out DIR] [--jobs N] [--timeout SECONDS]
+
+PATH: submitted notebooks (a filled ``exercises/NN_*.ipynb`` or ``notebooks/NN_*.ipynb``)
+or folders searched for them. Each submission's answer cells (found by cell metadata, or
+by the name they define when metadata was lost) run under the reference setup and check
+cells from ``solutions/``, in an isolated kernel under nbval; the verdict comes from the
+check's record, judged again here. Writes ``DIR/gradebook.csv`` (one row per submission
+and exercise) and ``DIR/feedback/*.md``. Exit status 0 when every submission was graded,
+whatever the scores; 2 for usage errors.
+
+A learner grades their own work the same way: ``python -m helpers.grade exercises/03_dropout.ipynb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# jsonschema (imported by nbformat) builds an RFC 3987 grammar at import to validate a
+# string format notebooks never use; the grader does without it (half a second of startup).
+if __name__ == "__main__":
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+from helpers import course  # noqa: E402
+from helpers.grading import Options, UsageError, grade  # noqa: E402
+from helpers.grading import report  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m helpers.grade",
+                                 description=__doc__.split("\n\n")[0],
+                                 epilog="Statuses: passed, failed, error, timeout, missing.")
+    ap.add_argument("paths", nargs="+", metavar="PATH", help="notebooks or folders of notebooks")
+    ap.add_argument("--out", default="grading-output", metavar="DIR",
+                    help="where gradebook.csv and feedback/ go (default: grading-output/)")
+    ap.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                    help="submissions graded at once, one single-threaded kernel each (default 1)")
+    ap.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="limit per cell (default 60)")
+    ap.add_argument("--submission-timeout", type=float, default=None, metavar="SECONDS",
+                    help="wall-clock limit per run of a submission (default: 5 x --timeout, "
+                         "at least 120)")
+    ap.add_argument("--memory", type=float, default=6.0, metavar="GIB",
+                    help="address-space limit per process in GiB (default 6)")
+    ap.add_argument("--isolation", choices=("auto", "namespaces", "process"), default="auto",
+                    help="auto: Linux namespaces (and a uid per job as root) when available, "
+                         "else processes only; namespaces: require them; process: never use them")
+    ap.add_argument("--solutions", default=str(course.SOLUTIONS), metavar="DIR",
+                    help="folder of the reference solutions notebooks (default: the course's "
+                         "solutions/); an instructor may keep a private copy elsewhere")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
+    if args.timeout <= 0 or (args.submission_timeout is not None and args.submission_timeout <= 0):
+        ap.error("timeouts must be positive")
+    if args.memory < 0.5:
+        ap.error("--memory must be at least 0.5 GiB")
+    solutions = Path(args.solutions)
+    if not solutions.is_dir():
+        ap.error(f"--solutions: no such folder: {solutions}")
+    opts = Options(out=Path(args.out), jobs=args.jobs, cell_timeout=args.timeout,
+                   run_timeout=args.submission_timeout, solutions=solutions,
+                   isolation=args.isolation, memory_gib=args.memory, progress=not args.quiet)
+    try:
+        results = grade(args.paths, opts)
+    except UsageError as e:
+        ap.error(str(e))
+    report.feedback_names(results)
+    report.write_gradebook(results, opts.out)
+    report.write_feedback(results, opts.out)
+    if not args.quiet:
+        print(report.summary(results, opts.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""Grading submissions: discover, read, assemble, run (in parallel), judge, collect rows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from helpers import course
+from helpers.checks import get as get_exercise
+from helpers.grading import sandbox
+from helpers.grading.notebooks import (Answer, Reference, SubmissionError, assemble, find_answers,
+                                       lesson_of, load_reference, parse_notebook, records_in)
+
+STATUSES = ("passed", "failed", "error", "timeout", "missing")
+MAX_RERUNS = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input (a path that does not exist, nothing to grade)."""
+
+
+@dataclass
+class Row:
+    submission: str
+    lesson: str
+    exercise: str
+    points: float
+    max_points: float
+    status: str
+    message: str
+
+
+@dataclass
+class Result:
+    """Everything known about one graded submission."""
+
+    submission: str                # the path as given / found
+    path: Path
+    lesson: str = ""
+    rows: list = field(default_factory=list)
+    notes: list = field(default_factory=list)    # submission-level remarks for the feedback
+    exercise_notes: dict = field(default_factory=dict)  # id -> [remarks]
+    names: dict = field(default_factory=dict)    # id -> exercise name
+    isolation: str = ""
+    seconds: float = 0.0
+    feedback: str = ""             # file name in DIR/feedback/
+
+    @property
+    def points(self) -> float:
+        return sum(r.points for r in self.rows)
+
+    @property
+    def max_points(self) -> float:
+        return sum(r.max_points for r in self.rows)
+
+
+@dataclass
+class Options:
+    out: Path = Path("grading-output")
+    jobs: int = 1
+    cell_timeout: float = 60.0
+    run_timeout: float | None = None      # default: 5 x cell_timeout, at least 120 s
+    solutions: Path = course.SOLUTIONS
+    isolation: str = "auto"               # auto | namespaces | process
+    memory_gib: float = 6.0
+    progress: bool = True
+
+    def limits(self) -> sandbox.Limits:
+        return sandbox.Limits(cell_timeout=self.cell_timeout, run_timeout=self.run_timeout_s,
+                              memory_bytes=int(self.memory_gib * 2**30))
+
+    @property
+    def run_timeout_s(self) -> float:
+        return self.run_timeout if self.run_timeout else max(120.0, 5 * self.cell_timeout)
+
+
+# --------------------------------------------------------------------------- discovery
+
+def discover(paths) -> list[tuple[str, Path]]:
+    """``(label, path)`` of every submission, in the order given (folders: sorted, recursive)."""
+    found, seen = [], set()
+    for given in paths:
+        p = Path(given)
+        if p.is_dir():
+            items = []
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if d != ".ipynb_checkpoints")
+                for f in filenames:
+                    if f.endswith(".ipynb"):
+                        full = Path(dirpath) / f
+                        items.append((os.path.join(str(given), str(full.relative_to(p))), full))
+            items.sort(key=lambda t: Path(t[1]).relative_to(p).parts)
+        elif p.exists() or p.is_symlink():
+            items = [(str(given), p)]
+        else:
+            raise UsageError(f"no such file or folder: {given}")
+        for label, full in items:
+            key = os.path.realpath(full)
+            if key not in seen:
+                seen.add(key)
+                found.append((label, full))
+    if not found:
+        raise UsageError("no notebooks (*.ipynb) found in " + ", ".join(map(str, paths)))
+    return found
+
+
+def _read(path: Path) -> bytes | SubmissionError:
+    try:
+        if not path.is_file():
+            return SubmissionError("not a regular file")
+        with open(path, "rb") as f:
+            data = f.read(60_000_001)
+        return data
+    except OSError as e:
+        return SubmissionError(f"the file could not be read ({e.strerror})")
+
+
+# --------------------------------------------------------------------------- judging
+
+def _cells(events) -> dict:
+    cells = {}
+    for e in events:
+        if e.get("event") == "cell" and isinstance(e.get("cell"), int):
+            if e.get("when") == "call" or e["cell"] not in cells:
+                cells[e["cell"]] = e
+    return cells
+
+
+def _where(info, exercise_names) -> str:
+    if info.role == "answer":
+        return f"your answer cell for {info.exercise}"
+    if info.role == "check":
+        return f"the check cell of {info.exercise}"
+    if info.role == "setup":
+        return "the exercise setup cell"
+    if info.role == "grader":
+        return "the grader's first cell"
+    return f"cell {info.index} of the exercise section"
+
+
+@dataclass
+class _Run:
+    infos: list
+    run: sandbox.RunResult
+    disabled: set
+
+
+def _fatal(run: _Run):
+    """``(cell index, kind)`` of the cell that stopped the kernel, or None.
+
+    kind: ``died`` (the kernel process exited), ``timeout`` (a timed-out cell whose kernel
+    nbval then had to stop), ``killed`` (the whole run hit its wall-clock limit while this
+    cell ran) or ``stopped`` (the test process ended while this cell ran).
+    """
+    cells = _cells(run.run.events)
+    if not cells:
+        return None
+    prev_timeout = None
+    for info in run.infos:
+        e = cells.get(info.index)
+        if e is None:
+            return info.index, ("killed" if run.run.timed_out else "stopped")
+        kind = e.get("kind")
+        if kind == "died":
+            return info.index, "died"
+        if kind == "timeout":
+            prev_timeout = info.index
+        if kind == "dead":
+            return (prev_timeout, "timeout") if prev_timeout is not None else (info.index, "dead")
+    return None
+
+
+def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) -> tuple[str, str]:
+    """``(status, message)`` for one exercise from one run."""
+    if answer.status == "missing":
+        return "missing", answer.message
+    cells = _cells(run.run.events)
+    mine = [i for i in run.infos if i.exercise == ex.id]
+    checks = [i for i in mine if i.role == "check"]
+    recs = []
+    for c in checks:
+        e = cells.get(c.index) or {}
+        found = records_in(e.get("outputs"), ex.id)
+        if not found:  # every check cell of the exercise must give its record
+            return _explain(ex, mine, run, opts)
+        recs += found
+    timed_out = next((i for i in mine if (cells.get(i.index) or {}).get("kind") == "timeout"), None)
+    if recs and timed_out is not None:
+        return "timeout", f"cell timed out after {opts.cell_timeout:g} s ({_where(timed_out, None)})"
+    if recs:
+        answer_cell = next((i for i in mine if i.role == "answer"), None)
+        a_ev = cells.get(answer_cell.index) if answer_cell is not None else None
+        if a_ev and a_ev.get("kind") == "error":
+            notes.append(f"your answer cell raised {a_ev.get('text', 'an error')}")
+        verdicts = []
+        for text, record in recs:
+            v = ex.run_judge(record)
+            verdicts.append(v)
+            if isinstance(text, str) and text.strip() != v.text().strip():
+                notes.append("the printed verdict does not match the check record: the output "
+                             "was changed by code in the notebook; the record decides")
+        worst = next((v for v in verdicts if v.status == "error"), None) or \
+            next((v for v in verdicts if v.status == "failed"), None) or verdicts[0]
+        return worst.status, worst.message
+    return _explain(ex, mine, run, opts)
+
+
+def _explain(ex, mine, run: _Run, opts: Options) -> tuple[str, str]:
+    """Why an exercise's check produced no record."""
+    cells = _cells(run.run.events)
+    by_index = {i.index: i for i in run.infos}
+    T, S = opts.cell_timeout, opts.run_timeout_s
+    if not run.run.events or not any(e.get("event") == "start" for e in run.run.events):
+        return "error", "the grader could not run this submission: " + _log_reason(run.run)
+    if all(e.get("kind") == "setup-error" for e in cells.values()) and cells:
+        first = next(iter(cells.values()))
+        return "error", "the notebook kernel could not start (" + first.get("text", "")[:300] + ")"
+    answer_error = ""
+    for info in mine:
+        e = cells.get(info.index)
+        where = _where(info, None)
+        if e is None:
+            break
+        kind = e.get("kind")
+        if kind == "timeout":
+            return "timeout", f"cell timed out after {T:g} s ({where})"
+        if kind == "died":
+            return "error", f"the kernel died (crash, os._exit, or out of memory) while running {where}"
+        if kind == "dead":
+            cause = _cause(run, info.index, S)
+            return ("error", f"not checked: {cause}")
+        if kind == "setup-error":
+            return "error", "the notebook kernel could not start (" + e.get("text", "")[:300] + ")"
+        if kind == "error" and info.role == "answer":
+            answer_error = e.get("text", "")
+        if kind in ("error", "internal") and info.role == "check":
+            text = e.get("text", "") or "an error"
+            msg = f"the check raised {text}"
+            if answer_error:
+                msg = f"your answer cell raised {answer_error}; then " + msg
+            if f"'{ex.name}' is not defined" in text:
+                msg += f" (does your answer cell define `{ex.name}`?)"
+            return "error", msg
+        if kind in ("ok", "mismatch", "skipped") and info.role == "check" and \
+                not records_in(e.get("outputs"), ex.id):
+            return "error", ("the check cell produced no check record (was `check`, `display` "
+                             "or IPython replaced by code in the notebook?)")
+    # the run ended before this exercise's cells
+    if run.run.timed_out:
+        return "timeout", f"submission exceeded {S:g} s and was stopped"
+    return "error", "not checked: " + _cause(run, mine[0].index if mine else 10**9, S)
+
+
+def _cause(run: _Run, before: int, limit: float) -> str:
+    cells = _cells(run.run.events)
+    for info in run.infos:
+        if info.index >= before:
+            break
+        e = cells.get(info.index) or {}
+        if e.get("kind") == "died":
+            return f"the kernel died in {_where(info, None)}"
+        if e.get("kind") == "timeout":
+            return f"the kernel was stopped after {_where(info, None)} timed out"
+    if run.run.timed_out:
+        return f"the submission exceeded {limit:g} s"
+    return "the grading run stopped early: " + _log_reason(run.run)
+
+
+def _log_reason(r: sandbox.RunResult, detail: bool = False) -> str:
+    """Why a run ended without results; deterministic unless ``detail`` (for stderr)."""
+    rc = r.returncode
+    if rc is not None and rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        extra = {"SIGXFSZ": " (a file grew beyond the size limit)",
+                 "SIGXCPU": " (the CPU-time limit was reached)",
+                 "SIGKILL": " (killed)", "SIGSEGV": " (crash)"}.get(name, "")
+        return f"the test process ended by {name}{extra}"
+    if not detail:
+        return f"the test process ended with exit status {rc}"
+    lines = [ln for ln in r.log_tail.splitlines() if ln.strip()]
+    return f"exit status {rc}: " + " | ".join(lines[-5:])[-800:]
+
+
+# --------------------------------------------------------------------------- one submission
+
+@dataclass
+class _Job:
+    result: Result
+    ref: Reference | None = None
+    answers: dict = field(default_factory=dict)
+
+
+def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
+    """Parse a submission and find its answers (no learner code runs)."""
+    res = Result(submission=label, path=path)
+    job = _Job(res)
+    lesson = course.lesson_of_filename(path.name)
+    try:
+        if isinstance(data, SubmissionError):
+            raise data
+        nb = parse_notebook(data)
+        lesson = lesson_of(nb, path.name)
+        if lesson is None:
+            raise SubmissionError("unknown lesson: the notebook has no course.lesson metadata and "
+                                  "its file name does not start with a lesson number (NN_)")
+        res.lesson = lesson
+        file_lesson = course.lesson_of_filename(path.name)
+        if file_lesson and file_lesson != lesson:
+            res.notes.append(f"the file name says lesson {file_lesson} but the notebook's metadata "
+                             f"says lesson {lesson}: graded as lesson {lesson}")
+        if lesson not in refs:
+            try:
+                refs[lesson] = load_reference(lesson, opts.solutions)
+            except SubmissionError as e:
+                refs[lesson] = e
+        ref = refs[lesson]
+        if isinstance(ref, SubmissionError):
+            raise ref
+        job.ref = ref
+        job.answers = find_answers(nb, ref)
+        for ex in ref.exercises:
+            res.names[ex.id] = ex.name
+            a = job.answers[ex.id]
+            if a.how == "name":
+                res.exercise_notes.setdefault(ex.id, []).append(
+                    f"answer found by the name `{ex.name}` (the cell's metadata was missing or "
+                    "it still held the stub)")
+    except SubmissionError as e:
+        res.lesson = lesson or ""
+        exercises = _lesson_exercises(lesson) if lesson else []
+        msg = str(e)
+        if exercises:
+            res.rows = [Row(label, lesson, ex.id, 0, ex.points, "error", msg) for ex in exercises]
+            res.names = {ex.id: ex.name for ex in exercises}
+        else:
+            res.rows = [Row(label, lesson or "", "-", 0, 0, "error", msg)]
+    return job
+
+
+def _lesson_exercises(lesson):
+    from helpers.checks import lesson_exercises
+    try:
+        return lesson_exercises(lesson)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def run_job(job: _Job, opts: Options, level: str, stage_root: Path, slot_uid,
+            hide_dirs, hide_files) -> Result:
+    """Run a prepared submission (re-running without an answer that killed the kernel)."""
+    import time
+    res, ref = job.result, job.ref
+    res.isolation = level
+    t0 = time.monotonic()
+    disabled: set = set()
+    final: dict = {}
+    if all(a.status == "missing" for a in job.answers.values()):
+        attempts = 0  # nothing to run
+    else:
+        attempts = MAX_RERUNS + 1
+    for ex in ref.exercises:
+        if attempts == 0:
+            final[ex.id] = ("missing", job.answers[ex.id].message)
+    for attempt in range(attempts):
+        answers = {k: (Answer(k, None, "missing") if k in disabled else v)
+                   for k, v in job.answers.items()}
+        nb, infos = assemble(ref, answers)
+        stage = stage_root / f"run-{os.getpid()}-{threading.get_ident()}-{attempt}-{time.monotonic_ns()}"
+        r = sandbox.run_notebook(nbformat.writes(nb, version=4), stage, level, opts.limits(),
+                                 uid=slot_uid, hide_dirs=hide_dirs, hide_files=hide_files)
+        shutil.rmtree(stage, ignore_errors=True)
+        if not any(e.get("event") == "start" for e in r.events):
+            print(f"grade: could not run {res.submission}: {_log_reason(r, detail=True)}",
+                  file=sys.stderr)
+        run = _Run(infos, r, set(disabled))
+        pending = [ex for ex in ref.exercises if ex.id not in final]
+        fatal = _fatal(run)
+        fatal_ex = None
+        if fatal is not None:
+            fi = next(i for i in infos if i.index == fatal[0])
+            fatal_ex = fi.exercise if fi.role in ("answer", "check") else None
+        for ex in pending:
+            notes: list = []
+            status, message = judge_exercise(ex, job.answers[ex.id], run, opts, notes)
+            mine = [i.index for i in infos if i.exercise == ex.id]
+            if (fatal_ex is not None and fatal_ex != ex.id and fatal_ex not in disabled
+                    and status in ("error", "timeout") and mine and min(mine) > fatal[0]
+                    and attempt < MAX_RERUNS):
+                continue  # judged again in the next run, without the answer that broke it
+            final[ex.id] = (status, message)
+            if disabled and status != "missing":
+                notes.append("checked in a second run in which your answer to "
+                             + ", ".join(sorted(disabled)) + " was replaced by the stub "
+                             "(it had stopped the kernel)")
+            if notes:
+                res.exercise_notes.setdefault(ex.id, []).extend(dict.fromkeys(notes))
+        if all(ex.id in final for ex in ref.exercises):
+            break
+        if fatal_ex is None or fatal_ex in disabled:
+            break
+        disabled.add(fatal_ex)
+        what = {"died": "the kernel died", "timeout": "a cell timed out",
+                "killed": "the time limit was reached", "stopped": "the run stopped",
+                "dead": "the kernel died"}[fatal[1]]
+        res.notes.append(f"{fatal_ex} stopped the kernel ({what}); the exercises after it were "
+                         "checked again in a fresh kernel, without that answer")
+    for ex in ref.exercises:
+        status, message = final.get(ex.id, ("error", "not checked: the grading runs stopped early"))
+        pts = ex.points if status == "passed" else 0
+        res.rows.append(Row(res.submission, ref.lesson, ex.id, pts, ex.points, status, message))
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+# --------------------------------------------------------------------------- the batch
+
+def _hide_targets(opts: Options, submissions) -> tuple[list[Path], list[Path]]:
+    """Folders and files a sandboxed kernel must not see."""
+    dirs = {opts.solutions.resolve(), opts.out.resolve(), Path.home().resolve()}
+    root = course.ROOT.resolve()
+    if (root / "helpers").is_dir() and ((root / "pyproject.toml").exists() or (root / ".git").exists()):
+        dirs.add(root)
+    files = set()
+    for label, path in submissions:
+        rp = Path(os.path.realpath(path))
+        files.add(rp)
+    return sorted(dirs), sorted(files)
+
+
+def grade(paths, opts: Options) -> list[Result]:
+    """Grade every submission under ``paths``; returns one Result per submission, in order."""
+    subs = discover(paths)
+    datas = [_read(p) for _, p in subs]           # every byte read before any learner code runs
+    refs: dict = {}
+    jobs = [prepare(label, p, d, refs, opts) for (label, p), d in zip(subs, datas)]
+    level = sandbox.detect(opts.isolation)
+    if opts.isolation == "namespaces" and level == sandbox.LEVEL_PROCESS:
+        raise UsageError("--isolation namespaces: this machine cannot run Linux namespaces "
+                         "(needs unshare with mount/net/pid namespaces)")
+    if level == sandbox.LEVEL_PROCESS:
+        print("grade: isolation: process only (no Linux namespaces here): submissions run in "
+              "separate processes with limits, but can read and write what this user can",
+              file=sys.stderr)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    hide_dirs, hide_files = _hide_targets(opts, subs)
+    runnable = [j for j in jobs if j.ref is not None]
+    n_workers = max(1, min(opts.jobs, len(runnable) or 1))
+    pool = sandbox.UidPool(n_workers) if level == sandbox.LEVEL_NS_UID else None
+    stage_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    os.chmod(stage_root, 0o700)
+    bar = None
+    if opts.progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(jobs), desc="grading", unit="nb", file=sys.stderr,
+                       dynamic_ncols=True, leave=False)
+        except ImportError:
+            bar = None
+    lock = threading.Lock()
+
+    def tick():
+        if bar is not None:
+            with lock:
+                bar.update(1)
+
+    def work(job: _Job) -> Result:
+        uid = pool.take() if pool else None
+        try:
+            return run_job(job, opts, level, stage_root, uid, hide_dirs, hide_files)
+        except Exception as e:  # noqa: BLE001 - one broken run never stops the batch
+            job.result.rows = [Row(job.result.submission, job.ref.lesson, ex.id, 0, ex.points,
+                                   "error", f"internal grader error ({type(e).__name__}: {e})")
+                               for ex in job.ref.exercises]
+            return job.result
+        finally:
+            if pool and uid is not None:
+                pool.give(uid)
+            tick()
+
+    try:
+        for j in jobs:
+            if j.ref is None:
+                j.result.isolation = level
+                tick()
+        if n_workers == 1:
+            for j in runnable:
+                work(j)
+        else:
+            with ThreadPoolExecutor(max_workers=n_workers) as ex:
+                list(ex.map(work, runnable))
+    finally:
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(stage_root, ignore_errors=True)
+    return [j.result for j in jobs]

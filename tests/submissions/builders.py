@@ -1,0 +1,111 @@
+"""Build honest and hostile submissions from the course's own notebooks, in code.
+
+Every builder takes the reference (``solutions/NN_*.ipynb``) and a learner copy
+(``exercises/`` or ``notebooks/``) and returns a notebook or raw bytes; ``tests/test_grade.py``
+writes them into a temporary folder and grades them as one batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+
+import nbformat
+
+from helpers import course
+from helpers.build import BEGIN, END
+
+ROOT = course.ROOT
+
+
+def role(cell):
+    return cell.get("metadata", {}).get("course", {}).get("role")
+
+
+def exercise_of(cell):
+    return cell.get("metadata", {}).get("course", {}).get("exercise")
+
+
+def solution_sources(lesson: str) -> dict[str, str]:
+    """Each exercise's reference answer, marker lines removed (what a perfect learner writes)."""
+    nb = read(ROOT / "solutions" / f"{course.LESSONS[lesson][0]}.ipynb")
+    out = {}
+    for c in nb.cells:
+        if role(c) == "answer":
+            lines = [ln for ln in c.source.split("\n") if ln.strip() not in (BEGIN, END)]
+            out[exercise_of(c)] = "\n".join(lines)
+    return out
+
+
+def solution_bodies(lesson: str) -> dict[str, list[str]]:
+    """The lines between the solution markers (must never appear in feedback)."""
+    nb = read(ROOT / "solutions" / f"{course.LESSONS[lesson][0]}.ipynb")
+    out = {}
+    for c in nb.cells:
+        if role(c) == "answer":
+            inside, lines = False, []
+            for ln in c.source.split("\n"):
+                if ln.strip() == BEGIN:
+                    inside = True
+                elif ln.strip() == END:
+                    inside = False
+                elif inside:
+                    lines.append(ln)
+            out[exercise_of(c)] = lines
+    return out
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def learner_copy(lesson: str, folder: str = "exercises"):
+    return read(ROOT / folder / f"{course.LESSONS[lesson][0]}.ipynb")
+
+
+def fill(nb, answers: dict[str, str], overrides: dict[str, str] | None = None):
+    """A copy of ``nb`` with each answer cell's source replaced (overrides win)."""
+    nb = copy.deepcopy(nb)
+    overrides = overrides or {}
+    for c in nb.cells:
+        if role(c) == "answer":
+            ex = exercise_of(c)
+            if ex in overrides:
+                c.source = overrides[ex]
+            elif ex in answers:
+                c.source = answers[ex]
+    return nb
+
+
+def colab(nb):
+    """What Colab / copy-paste leaves: no cell metadata, new cell ids, no outputs."""
+    nb = copy.deepcopy(nb)
+    for c in nb.cells:
+        c.metadata = {}
+        c.id = uuid.uuid4().hex[:8]
+        if c.cell_type == "code":
+            c.outputs = []
+            c.execution_count = None
+    nb.metadata = {"colab": {"provenance": []}, "kernelspec": {"name": "python3",
+                                                               "display_name": "Python 3"}}
+    return nb
+
+
+def strip_cells(nb, keep):
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if keep(c)]
+    return nb
+
+
+def v3_bytes(nb) -> bytes:
+    """The notebook written as nbformat v3 (what very old Jupyter versions save)."""
+    return nbformat.writes(copy.deepcopy(nb), version=3).encode()
+
+
+def dumps(nb) -> bytes:
+    return nbformat.writes(nb, version=4).encode()
+
+
+EMPTY_NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
