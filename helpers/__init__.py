@@ -15,7 +15,9 @@ One module per concern:
 - :mod:`helpers.bench`    ``python -m helpers.bench``: measure the budgets
 """
 
-from helpers.device import get_device, seed_everything
+from helpers.device import get_device, limit_cpu_threads, seed_everything
 
-__all__ = ["get_device", "seed_everything"]
+limit_cpu_threads()
+
+__all__ = ["get_device", "limit_cpu_threads", "seed_everything"]
 __version__ = "0.1.0"

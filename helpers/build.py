@@ -162,6 +162,7 @@ def normalise_solution(nb, name: str):
     nb.cells = head + body
     for c in nb.cells:
         _tags(c, role(c) == "check")
+    nb.metadata.pop("widgets", None)   # saved widget state is noise in the source
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
     nb.metadata.setdefault("language_info", {"name": "python"})
@@ -185,6 +186,7 @@ def student_copy(nb, name: str, folder: str):
     nb.cells = header_cells(f"{folder}/{name}") + body
     for c in nb.cells:
         _clear(c)
+    nb.metadata.pop("widgets", None)
     nb.metadata["language_info"] = {"name": "python"}
     return nb
 
@@ -234,6 +236,8 @@ def main(argv=None) -> int:
         for p in targets:
             print(f"executing {p} ...", flush=True)
             execute(p)
+        if args.execute and not args.lesson:      # then build just those lessons
+            args.lesson = sorted({p.name[:2] for p in targets})
     try:
         files = plan(lessons=args.lesson)
     except BuildError as e:

@@ -164,7 +164,7 @@ def encode(obj: Any, depth: int = 0) -> Any:
 def _enc_array(a: np.ndarray, kind: str, dtype: str, requires_grad: bool = False) -> dict:
     if a.dtype == object or a.dtype.kind in "USV":
         return {"__repr__": f"array of {a.dtype}"}
-    a = np.ascontiguousarray(a)
+    a = np.array(a, order="C", copy=True)      # keeps 0-d arrays 0-d
     store = a.astype(np.float64) if a.dtype.kind in "fc" and a.dtype != np.float64 else a
     if store.dtype.kind == "c":
         return {"__repr__": "complex array"}
