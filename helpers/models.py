@@ -13,9 +13,11 @@ def mlp(in_features: int, hidden: Sequence[int] = (256, 256), out_features: int 
         input_dropout: float = 0.0) -> nn.Sequential:
     """A multilayer perceptron ``in -> hidden... -> out``.
 
-    Each hidden block is ``Linear -> [BatchNorm1d] -> activation -> [Dropout(dropout)]``
-    (dropout after the batch norm, so the batch norm sees the same variance in train and
-    eval). ``input_dropout`` adds a Dropout on the inputs. Input ``(N, in_features)``,
+    Each hidden block is ``Linear -> [BatchNorm1d] -> activation -> [Dropout(dropout)]``.
+    With several hidden blocks and both options on, each block's dropout feeds the next
+    block's batch norm, whose input variance then differs between train and eval (lesson 04
+    measures it); use dropout only after the last batch norm to avoid that shift.
+    ``input_dropout`` adds a Dropout on the inputs. Input ``(N, in_features)``,
     output ``(N, out_features)`` logits.
     """
     layers: list[nn.Module] = []
