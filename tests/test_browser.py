@@ -47,7 +47,7 @@ LESSON = "01_overfitting.ipynb"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
 RUN_TIMEOUT = float(os.environ.get("COURSE_BROWSER_RUN_TIMEOUT", "1500"))
-UI_TIMEOUT_MS = 120_000          # any single UI wait (page load, kernel start, a widget round trip)
+UI_TIMEOUT_MS = 300_000          # any single UI wait (page load, kernel start, a widget round trip)
 VIEWPORT = {"width": 1400, "height": 1000}
 
 

@@ -120,12 +120,12 @@ def test_polynomial_explorer_in_a_kernel(tmp_path):
     assert numbers.get("value") == d9_ridge["html"]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "helpers/widgets.py PolynomialExplorer.update() calls plt.show(fig): outside a kernel's "
-    "inline backend, show() takes no figure argument (TypeError). Replace it with "
-    "`display(fig); plt.close(fig)` as PenaltyExplorer does, then remove this marker."))
 def test_polynomial_explorer_in_plain_python():
-    """No kernel, non-interactive backend: the explorer still computes and shows its numbers."""
+    """No kernel, non-interactive backend: the explorer still computes and shows its numbers.
+
+    (A regression test: ``update()`` once called ``plt.show(fig)``, which only the inline
+    backend tolerates; under Agg it raised TypeError.)
+    """
     from helpers import data, widgets
 
     previous = matplotlib.get_backend()
