@@ -222,6 +222,15 @@ def shoot_whole_notebook(page, path: Path) -> None:
         page.set_viewport_size(VIEWPORT)
 
 
+def painted(target) -> None:
+    """Wait until the images under ``target`` are decoded and a frame has been painted, so a
+    screenshot shows the new plot rather than a half-drawn one."""
+    target.evaluate("""async el => {
+      await Promise.all([...el.querySelectorAll('img')].map(i => i.decode().catch(() => null)));
+      await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    }""")
+
+
 # ------------------------------------------------------------------------ the test
 def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, artifacts_dir,
                                                  record_property):
@@ -236,6 +245,9 @@ def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, arti
 
     def shot(name, target=None):
         path = artifacts_dir / name
+        if target is not None:
+            target.scroll_into_view_if_needed()
+            painted(target)
         (target or page).screenshot(path=str(path))
         shots[name] = path
         record_property(f"screenshot {name}", str(path))
@@ -332,6 +344,7 @@ def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, arti
                 has=page.locator("label.widget-label", has_text=re.compile(rf"^{re.escape(label)}$")))
             return s.locator(".noUi-handle"), s.locator(".widget-readout")
 
+        painted(explorer)
         readout["start"] = numbers()
         assert slider("degree")[1].text_content().strip() == "9"
         assert readout["start"][0] < 1e-3 and readout["start"][1] > 10, readout
@@ -361,6 +374,7 @@ def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, arti
                 """([out, old]) => { const imgs = out.querySelectorAll('.jp-RenderedImage img');
                                      return imgs.length === 1 && imgs[0].getAttribute('src') !== old; }""",
                 arg=[explorer.locator(".widget-output").element_handle(), plot_before])
+            painted(explorer)
             return numbers()
 
         # Degree 9 -> 3 with the keyboard (the handle has focus; each arrow is one step).

@@ -6,7 +6,6 @@ Nothing here runs learner code: submissions are parsed as data.
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import re
 import warnings
@@ -311,7 +310,3 @@ def records_in(outputs, ex_id: str) -> list:
         data = o.get("data") if isinstance(o.get("data"), dict) else {}
         found.append((data.get("text/plain"), payload.get("record")))
     return found
-
-
-def copy_nb(nb):
-    return copy.deepcopy(nb)

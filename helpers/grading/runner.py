@@ -15,7 +15,6 @@ from pathlib import Path
 import nbformat
 
 from helpers import course
-from helpers.checks import get as get_exercise
 from helpers.grading import sandbox
 from helpers.grading.notebooks import (Answer, Reference, SubmissionError, assemble, find_answers,
                                        lesson_of, load_reference, parse_notebook, records_in)
@@ -217,7 +216,6 @@ def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) ->
 def _explain(ex, mine, run: _Run, opts: Options) -> tuple[str, str]:
     """Why an exercise's check produced no record."""
     cells = _cells(run.run.events)
-    by_index = {i.index: i for i in run.infos}
     T, S = opts.cell_timeout, opts.run_timeout_s
     if not run.run.events or not any(e.get("event") == "start" for e in run.run.events):
         return "error", "the grader could not run this submission: " + _log_reason(run.run)

@@ -7,15 +7,14 @@ of the lesson; a missing id is not asserted (it depends on the answers of other 
 
 from __future__ import annotations
 
-import json
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers import course
 from builders import (EMPTY_NOTEBOOK, colab, dumps, fill, learner_copy, role, solution_sources,
                       strip_cells, v3_bytes)
 
-import copy
+from helpers import course
 
 
 @dataclass
@@ -282,6 +281,3 @@ def solution_snippets(lesson: str = "01") -> list[str]:
                 out.append(s)
     return out
 
-
-def as_json(cases: dict) -> str:
-    return json.dumps({k: v.expect for k, v in cases.items()}, indent=1)
