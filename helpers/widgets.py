@@ -24,7 +24,45 @@ def ridge_polynomial(x: np.ndarray, y: np.ndarray, degree: int, lam: float) -> n
     return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
-class PolynomialExplorer:
+class Explorer:
+    """What every explorer shares: controls on top, a line of numbers, a plot below.
+
+    A subclass creates its controls, then calls ``self._assemble(rows, controls)``; its
+    ``update()`` recomputes its numbers from the controls, writes them into ``self.numbers``
+    (an HTML widget) and hands a new figure to ``self._show(fig)``. Moving any control calls
+    ``update()`` again, so an explorer can be driven from Python (and tested) the way a
+    learner drives it with the mouse.
+    """
+
+    def _assemble(self, rows, controls) -> None:
+        import ipywidgets as w
+
+        self.numbers = w.HTML()
+        self.plot = w.Output()
+        self.widget = w.VBox([*rows, self.numbers, self.plot])
+        for control in controls:
+            control.observe(lambda _: self.update(), names="value")
+        self.update()
+
+    def update(self) -> None:  # every explorer defines it
+        raise NotImplementedError
+
+    def _show(self, fig) -> None:
+        """Replace the plot with ``fig``, then close it so it is not drawn twice."""
+        from IPython.display import display
+
+        with self.plot:
+            self.plot.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+class PolynomialExplorer(Explorer):
     """Degree and lambda sliders over the noisy-sine data, with live train/test MSE.
 
     ``degree``: IntSlider; ``log10_lambda``: FloatSlider (lambda = 10**value, the leftmost
@@ -40,12 +78,8 @@ class PolynomialExplorer:
                                   continuous_update=False)
         self.log10_lambda = w.FloatSlider(value=log10_lambda, min=-8.0, max=2.0, step=0.5,
                                           description="log10 λ", continuous_update=False)
-        self.numbers = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([w.HBox([self.degree, self.log10_lambda]), self.numbers, self.plot])
-        self.degree.observe(lambda _: self.update(), names="value")
-        self.log10_lambda.observe(lambda _: self.update(), names="value")
-        self.update()
+        self._assemble([w.HBox([self.degree, self.log10_lambda])],
+                       [self.degree, self.log10_lambda])
 
     @property
     def lam(self) -> float:
@@ -64,19 +98,10 @@ class PolynomialExplorer:
                               f"test MSE = <span class='test-mse'>{self.test_mse:.4f}</span>")
         from helpers.plots import polynomial_fits
 
-        with self.plot:
-            self.plot.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6, 3.6))
-            polynomial_fits(c, {f"degree {self.degree.value}": self.coef}, ax=ax,
-                            title=f"Degree {self.degree.value}, λ = {self.lam:.3g}")
-            from IPython.display import display
-            display(fig)
-            plt.close(fig)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        polynomial_fits(c, {f"degree {self.degree.value}": self.coef}, ax=ax,
+                        title=f"Degree {self.degree.value}, λ = {self.lam:.3g}")
+        self._show(fig)
 
 
 def polynomial_explorer(curve, **kwargs) -> PolynomialExplorer:
@@ -85,6 +110,7 @@ def polynomial_explorer(curve, **kwargs) -> PolynomialExplorer:
 
 
 # ---------------------------------------------------------------- lesson 02 (weight decay)
+
 
 def elastic_net_logistic(x, y, l1: float = 0.0, l2: float = 0.0, lr: float = 0.5,
                          steps: int = 2000):
@@ -111,7 +137,7 @@ def elastic_net_logistic(x, y, l1: float = 0.0, l2: float = 0.0, lr: float = 0.5
     return w, b
 
 
-class PenaltyExplorer:
+class PenaltyExplorer(Explorer):
     """L1 / L2 / elastic-net logistic regression on the 20-feature task, with live weights.
 
     ``log10_lambda``: FloatSlider (the penalty strength is ``lam = 10**value``; the leftmost
@@ -129,12 +155,8 @@ class PenaltyExplorer:
                                           description="log10 λ", continuous_update=False)
         self.l1_ratio = w.FloatSlider(value=l1_ratio, min=0.0, max=1.0, step=0.1,
                                       description="L1 share", continuous_update=False)
-        self.numbers = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([w.HBox([self.log10_lambda, self.l1_ratio]), self.numbers, self.plot])
-        self.log10_lambda.observe(lambda _: self.update(), names="value")
-        self.l1_ratio.observe(lambda _: self.update(), names="value")
-        self.update()
+        self._assemble([w.HBox([self.log10_lambda, self.l1_ratio])],
+                       [self.log10_lambda, self.l1_ratio])
 
     @property
     def lam(self) -> float:
@@ -161,23 +183,15 @@ class PenaltyExplorer:
                               f"validation accuracy <span class='val-acc'>{self.val_acc:.3f}</span>")
         from helpers.plots import weight_bars
 
-        with self.plot:
-            self.plot.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(8, 3.2))
-            weight_bars({"weights": self.weights}, ax=ax,
-                        title=f"Logistic regression weights, λ = {self.lam:.3g}, L1 share {r:.1f}")
-            from IPython.display import display
+        fig, ax = plt.subplots(figsize=(8, 3.2))
+        weight_bars({"weights": self.weights}, ax=ax,
+                    title=f"Logistic regression weights, λ = {self.lam:.3g}, L1 share {r:.1f}")
 
-            display(fig)
-            plt.close(fig)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        self._show(fig)
 
 
 # ---------------------------------------------------------------- lesson 04: running statistics
+
 
 def simulate_running_stats(momentum, batch_size: int, n_steps: int = 200, shift_at: int = 100,
                            shift: float = 2.0, seed: int = 0) -> dict:
@@ -210,7 +224,7 @@ def simulate_running_stats(momentum, batch_size: int, n_steps: int = 200, shift_
     return out
 
 
-class RunningStatsExplorer:
+class RunningStatsExplorer(Explorer):
     """How the running mean of batch norm follows a batch mean that jumps, and how noisy it is.
 
     Controls: ``log10_momentum`` (FloatSlider; momentum = 10**value), ``batch_size``
@@ -239,13 +253,8 @@ class RunningStatsExplorer:
                                             value=batch_size, description="batch size",
                                             continuous_update=False)
         self.cumulative = w.Checkbox(value=False, description="momentum=None (cumulative average)")
-        self.numbers = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([w.HBox([self.log10_momentum, self.batch_size]), self.cumulative,
-                              self.numbers, self.plot])
-        for c in (self.log10_momentum, self.batch_size, self.cumulative):
-            c.observe(lambda _: self.update(), names="value")
-        self.update()
+        self._assemble([w.HBox([self.log10_momentum, self.batch_size]), self.cumulative],
+                       [self.log10_momentum, self.batch_size, self.cumulative])
 
     @property
     def momentum(self):
@@ -270,40 +279,32 @@ class RunningStatsExplorer:
             f"noise of the running mean <span class='running-noise'>{self.running_mean_noise:.3f}</span>; "
             f"after the jump the running mean needs <span class='lag'>{lag}</span> to reach 90 %; "
             f"error at the end <span class='final-error'>{self.final_error:.3f}</span>")
-        with self.plot:
-            self.plot.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-            t = np.arange(1, self.n_steps + 1)
-            ax = axes[0]
-            ax.plot(t, s["batch_mean"], ".", ms=3, color="lightgray", label="batch mean")
-            ax.plot(t, s["true_mean"], "k--", lw=1, label="true mean")
-            ax.plot(t, s["running_mean"], color="crimson", label="running_mean")
-            ax.set_xlabel("training batch")
-            ax.set_ylabel("mean")
-            ax.set_title(f"Running mean, momentum {m}")
-            ax.legend(fontsize=8)
-            ax = axes[1]
-            ax.plot(t, s["batch_var"], ".", ms=3, color="lightgray", label="batch variance (unbiased)")
-            ax.axhline(1.0, color="k", ls="--", lw=1, label="true variance")
-            ax.plot(t, s["running_var"], color="crimson", label="running_var")
-            ax.set_xlabel("training batch")
-            ax.set_ylabel("variance")
-            ax.set_title("Running variance (the jump moves only the mean)")
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            from IPython.display import display
-            display(fig)
-            plt.close(fig)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        t = np.arange(1, self.n_steps + 1)
+        ax = axes[0]
+        ax.plot(t, s["batch_mean"], ".", ms=3, color="lightgray", label="batch mean")
+        ax.plot(t, s["true_mean"], "k--", lw=1, label="true mean")
+        ax.plot(t, s["running_mean"], color="crimson", label="running_mean")
+        ax.set_xlabel("training batch")
+        ax.set_ylabel("mean")
+        ax.set_title(f"Running mean, momentum {m}")
+        ax.legend(fontsize=8)
+        ax = axes[1]
+        ax.plot(t, s["batch_var"], ".", ms=3, color="lightgray", label="batch variance (unbiased)")
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="true variance")
+        ax.plot(t, s["running_var"], color="crimson", label="running_var")
+        ax.set_xlabel("training batch")
+        ax.set_ylabel("variance")
+        ax.set_title("Running variance (the jump moves only the mean)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        self._show(fig)
 
 
 # ---------------------------------------------------------------- lesson 06: mixup
 
-class MixupExplorer:
+
+class MixupExplorer(Explorer):
     """An alpha slider and a draw slider over a set of images: mixup, one draw at a time.
 
     ``alpha``: FloatLogSlider (0.05 to 10); ``seed``: IntSlider choosing the draw. Each update
@@ -329,12 +330,8 @@ class MixupExplorer:
                                       description="α", continuous_update=False)
         self.seed = w.IntSlider(value=seed, min=0, max=50, description="draw",
                                 continuous_update=False)
-        self.numbers = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([w.HBox([self.alpha, self.seed]), self.numbers, self.plot])
-        self.alpha.observe(lambda _: self.update(), names="value")
-        self.seed.observe(lambda _: self.update(), names="value")
-        self.update()
+        self._assemble([w.HBox([self.alpha, self.seed])],
+                       [self.alpha, self.seed])
 
     def update(self) -> None:
         from scipy.special import betainc
@@ -362,38 +359,30 @@ class MixupExplorer:
             f"{self.lam:.2f} × '{yi}' + {1 - self.lam:.2f} × '{yj}'")
         from helpers.plots import beta_pdf
 
-        with self.plot:
-            self.plot.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 4, figsize=(11, 2.8),
-                                     gridspec_kw={"width_ratios": [2.2, 1, 1, 1]})
-            grid = np.linspace(0.001, 0.999, 400)
-            axes[0].plot(grid, beta_pdf(grid, a, a))
-            axes[0].axvline(self.lam, color="crimson", ls="--", label=f"λ = {self.lam:.3f}")
-            axes[0].set_ylim(0, 4)
-            axes[0].set_xlabel("λ")
-            axes[0].set_ylabel("density")
-            axes[0].set_title(f"Beta({a:.3g}, {a:.3g})")
-            axes[0].legend(fontsize=8)
-            shown = [(self.images[i], f"x_i: a '{yi}'"), (self.images[j], f"x_j: a '{yj}'"),
-                     (self.mixed, f"{self.lam:.2f}·x_i + {1 - self.lam:.2f}·x_j")]
-            for ax, (img, t) in zip(axes[1:], shown):
-                ax.imshow(img[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
-                ax.set_title(t, fontsize=9)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            fig.tight_layout()
-            from IPython.display import display
+        fig, axes = plt.subplots(1, 4, figsize=(11, 2.8),
+                                 gridspec_kw={"width_ratios": [2.2, 1, 1, 1]})
+        grid = np.linspace(0.001, 0.999, 400)
+        axes[0].plot(grid, beta_pdf(grid, a, a))
+        axes[0].axvline(self.lam, color="crimson", ls="--", label=f"λ = {self.lam:.3f}")
+        axes[0].set_ylim(0, 4)
+        axes[0].set_xlabel("λ")
+        axes[0].set_ylabel("density")
+        axes[0].set_title(f"Beta({a:.3g}, {a:.3g})")
+        axes[0].legend(fontsize=8)
+        shown = [(self.images[i], f"x_i: a '{yi}'"), (self.images[j], f"x_j: a '{yj}'"),
+                 (self.mixed, f"{self.lam:.2f}·x_i + {1 - self.lam:.2f}·x_j")]
+        for ax, (img, t) in zip(axes[1:], shown):
+            ax.imshow(img[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(t, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
 
-            display(fig)
-            plt.close(fig)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        self._show(fig)
 
 
 # ---------------------------------------------------------------- lesson 05: label smoothing
+
 
 def smoothed_loss_vs_gap(gap, num_classes: int, eps: float) -> np.ndarray:
     """Label-smoothed cross-entropy of one sample whose logits are ``[gap, 0, ..., 0]`` (true class first).
@@ -412,7 +401,7 @@ def smoothed_loss_vs_gap(gap, num_classes: int, eps: float) -> np.ndarray:
     return -(q_true * (g - log_z) + (k - 1) * q_other * (-log_z))
 
 
-class LabelSmoothingExplorer:
+class LabelSmoothingExplorer(Explorer):
     """Sliders for ``eps`` and the number of classes ``K``: the soft targets and the loss they define.
 
     Left plot: the target distribution ``(1 - eps) * one_hot + eps / K`` (torch, Szegedy et al.)
@@ -432,12 +421,8 @@ class LabelSmoothingExplorer:
                                  continuous_update=False, readout_format=".2f")
         self.num_classes = w.IntSlider(value=num_classes, min=2, max=20, description="classes K",
                                        continuous_update=False)
-        self.numbers = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([w.HBox([self.eps, self.num_classes]), self.numbers, self.plot])
-        self.eps.observe(lambda _: self.update(), names="value")
-        self.num_classes.observe(lambda _: self.update(), names="value")
-        self.update()
+        self._assemble([w.HBox([self.eps, self.num_classes])],
+                       [self.eps, self.num_classes])
 
     def update(self) -> None:
         eps, k = float(self.eps.value), int(self.num_classes.value)
@@ -456,10 +441,7 @@ class LabelSmoothingExplorer:
             f"<span class='other-target'>{self.other_target:.4f}</span>; best logit gap "
             f"<span class='optimal-gap'>{gap_txt}</span>; lowest reachable loss "
             f"<span class='min-loss'>{self.min_loss:.4f}</span>")
-        with self.plot:
-            self.plot.clear_output(wait=True)
-            self._draw(eps, k)
-            plt.show()
+        self._show(self._draw(eps, k))
 
     def _draw(self, eps: float, k: int):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -491,13 +473,9 @@ class LabelSmoothingExplorer:
         fig.tight_layout()
         return fig
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
 
 # ---------------------------------------------------------------- lesson 07 (early stopping)
+
 
 def early_stopping_point(val_losses, patience: int, min_delta: float = 0.0,
                          check_every: int = 1) -> tuple:
@@ -521,7 +499,7 @@ def early_stopping_point(val_losses, patience: int, min_delta: float = 0.0,
     return best_epoch, None
 
 
-class EarlyStoppingExplorer:
+class EarlyStoppingExplorer(Explorer):
     """Patience, min_delta and check-interval sliders over a recorded validation curve.
 
     ``history`` is a :class:`~helpers.training.History` of a run trained to the end (or a
@@ -559,13 +537,8 @@ class EarlyStoppingExplorer:
                                        continuous_update=False)
         self.check_every = w.IntSlider(value=check_every, min=1, max=10, description="check every",
                                        continuous_update=False)
-        self.numbers = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([w.HBox([self.patience, self.min_delta, self.check_every]),
-                              self.numbers, self.plot])
-        for c in (self.patience, self.min_delta, self.check_every):
-            c.observe(lambda _: self.update(), names="value")
-        self.update()
+        self._assemble([w.HBox([self.patience, self.min_delta, self.check_every])],
+                       [self.patience, self.min_delta, self.check_every])
 
     def update(self) -> None:
         p, d, k = self.patience.value, self.min_delta.value, self.check_every.value
@@ -594,10 +567,7 @@ class EarlyStoppingExplorer:
             html += (f"<br>validation accuracy of the restored model {self.best_val_acc:.3f}, "
                      f"at the last of {n} epochs {self.final_val_acc:.3f}")
         self.numbers.value = html
-        with self.plot:
-            self.plot.clear_output(wait=True)
-            self.draw()
-            plt.show()
+        self._show(self.draw().figure)
 
     def draw(self, ax=None):
         """The curve with the check epochs, the best and stop epochs and the wasted stretch."""
@@ -628,15 +598,11 @@ class EarlyStoppingExplorer:
         ax.legend(fontsize=8)
         return ax
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
 
 # ---------------------------------------------------------------- lesson 03: dropout
 
-class DropoutExplorer:
+
+class DropoutExplorer(Explorer):
     """Inverted dropout on one 8x8 image, read as a layer of 64 activations ``x``.
 
     Controls: ``p`` (FloatSlider, the drop probability), ``draw`` (IntSlider: which random
@@ -669,12 +635,8 @@ class DropoutExplorer:
                                continuous_update=False)
         self.draw = w.IntSlider(value=0, min=0, max=20, description="draw", continuous_update=False)
         self.mode = w.ToggleButtons(options=list(self.MODES), value="train", description="mode")
-        self.numbers = w.HTML()
-        self.plot = w.Output()
-        self.widget = w.VBox([w.HBox([self.p, self.draw]), self.mode, self.numbers, self.plot])
-        for c in (self.p, self.draw, self.mode):
-            c.observe(lambda _: self.update(), names="value")
-        self.update()
+        self._assemble([w.HBox([self.p, self.draw]), self.mode],
+                       [self.p, self.draw, self.mode])
 
     def _masks(self, p: float, n: int, seed) -> np.ndarray:
         keep = np.random.default_rng(seed).random((n, 64)) >= p
@@ -717,32 +679,23 @@ class DropoutExplorer:
                     f"sees inputs {p:.0%} smaller than in training: scaling at inference belongs to "
                     "the old non-inverted dropout, never on top of the inverted one")
         self.numbers.value = text
-        with self.plot:
-            self.plot.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 4, figsize=(11, 3))
-            top = 1.0 / (1.0 - p)  # the largest multiplier at this p: one scale for every mode
-            vmax = (float(np.max(np.abs(x))) or 1.0) * top
-            mask_title = {"train": f"mask: 0 or 1/(1-p) = {top:.2f}",
-                          "eval": "multiplier: 1 everywhere"}.get(mode, f"multiplier: 1-p = {1 - p:.2f} everywhere")
-            panels = [("input x", x, vmax), (mask_title, self.mask, top),
-                      ("output x * mask" if mode == "train" else "output", self.output, vmax),
-                      (f"output averaged over {self.n_draws} draws" if mode == "train"
-                       else "output (deterministic)", self.average, vmax)]
-            for ax, (title, a, vm) in zip(axes, panels):
-                ax.imshow(a, cmap="gray_r", vmin=0, vmax=vm)
-                ax.set_title(title, fontsize=9)
-                ax.set_xlabel("pixel column")
-                ax.set_ylabel("pixel row")
-                ax.set_xticks([])
-                ax.set_yticks([])
-            fig.suptitle(f"Dropout on a layer of 64 activations, p = {p:.2f}, mode: {mode} "
-                         "(one gray scale for x and the outputs)")
-            fig.subplots_adjust(left=0.03, right=0.99, bottom=0.08, top=0.8, wspace=0.25)
-            from IPython.display import display
-            display(fig)
-            plt.close(fig)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        fig, axes = plt.subplots(1, 4, figsize=(11, 3))
+        top = 1.0 / (1.0 - p)  # the largest multiplier at this p: one scale for every mode
+        vmax = (float(np.max(np.abs(x))) or 1.0) * top
+        mask_title = {"train": f"mask: 0 or 1/(1-p) = {top:.2f}",
+                      "eval": "multiplier: 1 everywhere"}.get(mode, f"multiplier: 1-p = {1 - p:.2f} everywhere")
+        panels = [("input x", x, vmax), (mask_title, self.mask, top),
+                  ("output x * mask" if mode == "train" else "output", self.output, vmax),
+                  (f"output averaged over {self.n_draws} draws" if mode == "train"
+                   else "output (deterministic)", self.average, vmax)]
+        for ax, (title, a, vm) in zip(axes, panels):
+            ax.imshow(a, cmap="gray_r", vmin=0, vmax=vm)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("pixel column")
+            ax.set_ylabel("pixel row")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"Dropout on a layer of 64 activations, p = {p:.2f}, mode: {mode} "
+                     "(one gray scale for x and the outputs)")
+        fig.subplots_adjust(left=0.03, right=0.99, bottom=0.08, top=0.8, wspace=0.25)
+        self._show(fig)
