@@ -112,6 +112,16 @@ def bench_grading(n_batch: int = 20) -> dict:
 
 # ---------------------------------------------------------------- training loops
 
+def _evaluate(model, data):
+    """The per-epoch evaluation the training helper records: loss and accuracy on both sets."""
+    model.eval()
+    with torch.no_grad():
+        for xs, ys in ((data.x_train, data.y_train), (data.x_val, data.y_val)):
+            out = model(xs)
+            F.cross_entropy(out, ys).item()
+            (out.argmax(1) == ys).float().mean().item()
+
+
 def _bare_loop(model, data, epochs, batch_size, lr, seed):
     """The loop a learner would write: same tensors, same shuffling, same per-epoch evaluation."""
     x, y = data.x_train, data.y_train
@@ -127,12 +137,7 @@ def _bare_loop(model, data, epochs, batch_size, lr, seed):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        model.eval()
-        with torch.no_grad():
-            for xs, ys in ((x, y), (data.x_val, data.y_val)):
-                out = model(xs)
-                F.cross_entropy(out, ys).item()
-                (out.argmax(1) == ys).float().mean().item()
+        _evaluate(model, data)
 
 
 def _dataloader_loop(model, data, epochs, batch_size, lr, seed):
@@ -150,12 +155,7 @@ def _dataloader_loop(model, data, epochs, batch_size, lr, seed):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        model.eval()
-        with torch.no_grad():
-            for xs, ys in ((x, y), (data.x_val, data.y_val)):
-                out = model(xs)
-                F.cross_entropy(out, ys).item()
-                (out.argmax(1) == ys).float().mean().item()
+        _evaluate(model, data)
 
 
 def _helper_loop(model, data, epochs, batch_size, lr, seed):
