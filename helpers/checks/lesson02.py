@@ -339,14 +339,19 @@ def _subgrad_cases():
             ("all zeros, lam = 0.1", np.zeros(5), "float64", 0.1)]
 
 
-def probe_subgrad(l1_subgradient):
+def _probe_elementwise(fn, cases):
+    """``fn(w, param)`` on each case's tensor: what came back, and whether ``w`` was changed."""
     out = []
-    for _, w, dt, lam in _subgrad_cases():
+    for _, w, dt, param in cases:
         wi = _t(w, dt)
         keep = wi.clone()
-        out.append({"result": capture(l1_subgradient, wi, lam),
+        out.append({"result": capture(fn, wi, param),
                     "input_changed": _changed(_np(keep), _np(wi))})
     return out
+
+
+def probe_subgrad(l1_subgradient):
+    return _probe_elementwise(l1_subgradient, _subgrad_cases())
 
 
 def judge_subgrad(data):
@@ -405,13 +410,7 @@ def _soft_cases():
 
 
 def probe_soft(soft_threshold):
-    out = []
-    for _, w, dt, t in _soft_cases():
-        wi = _t(w, dt)
-        keep = wi.clone()
-        out.append({"result": capture(soft_threshold, wi, t),
-                    "input_changed": _changed(_np(keep), _np(wi))})
-    return out
+    return _probe_elementwise(soft_threshold, _soft_cases())
 
 
 def judge_soft(data):

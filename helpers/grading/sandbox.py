@@ -152,46 +152,40 @@ def _is_within(child: Path, parent: Path) -> bool:
         return False
 
 
-def _hide_dir(target: Path, keep: list[Path], hold: str, n: list) -> list[str]:
-    """Shell lines that mount an empty read-only tmpfs over ``target``, keeping ``keep``
-    (paths inside it) visible and read-only."""
+def _cover(target: Path, keep: list[Path], hold: str, n: list, mount: str) -> list[str]:
+    """Shell lines that run ``mount`` (a tmpfs mount over ``target``) while the paths of
+    ``keep`` inside ``target`` stay visible, read-only: each is bind-mounted aside under
+    ``hold`` first and moved back onto the new file system afterwards."""
     q = shlex.quote
     inner = sorted({k for k in keep if _is_within(k, target) and k != target})
     # drop kept paths inside other kept paths
     inner = [k for k in inner if not any(o != k and _is_within(k, o) for o in inner)]
-    lines = []
-    held = []
+    lines, held = [], []
     for k in inner:
         n[0] += 1
         h = f"{hold}/k{n[0]}"
         lines += [f"mkdir -p {h}", f"mount --rbind {q(str(k))} {h}"]
         held.append((h, k))
-    lines.append(f"mount -t tmpfs -o size=4m,mode=0755 grader-hidden {q(str(target))}")
+    lines.append(mount)
     for h, k in held:
         lines += [f"mkdir -p {q(str(k))}", f"mount --move {h} {q(str(k))}",
                   f"mount -o remount,bind,ro {q(str(k))} || true", f"rmdir {h}"]
-    lines.append(f"mount -o remount,ro {q(str(target))}")
     return lines
+
+
+def _hide_dir(target: Path, keep: list[Path], hold: str, n: list) -> list[str]:
+    """Shell lines that mount an empty read-only tmpfs over ``target``, keeping ``keep``
+    (paths inside it) visible and read-only."""
+    q = shlex.quote
+    mount = f"mount -t tmpfs -o size=4m,mode=0755 grader-hidden {q(str(target))}"
+    return _cover(target, keep, hold, n, mount) + [f"mount -o remount,ro {q(str(target))}"]
 
 
 def _fresh_tmp(target: str, keep: list[Path], hold: str, n: list, size: str) -> list[str]:
     """Shell lines that mount a fresh writable tmpfs over ``target`` (keeping ``keep``)."""
     q = shlex.quote
-    t = Path(target)
-    inner = sorted({k for k in keep if _is_within(k, t) and k != t})
-    inner = [k for k in inner if not any(o != k and _is_within(k, o) for o in inner)]
-    lines, held = [f"if [ -d {q(target)} ]; then"], []
-    for k in inner:
-        n[0] += 1
-        h = f"{hold}/k{n[0]}"
-        lines += [f"mkdir -p {h}", f"mount --rbind {q(str(k))} {h}"]
-        held.append((h, k))
-    lines.append(f"mount -t tmpfs -o size={size},mode=1777,nosuid,nodev grader-tmp {q(target)}")
-    for h, k in held:
-        lines += [f"mkdir -p {q(str(k))}", f"mount --move {h} {q(str(k))}",
-                  f"mount -o remount,bind,ro {q(str(k))} || true", f"rmdir {h}"]
-    lines.append("fi")
-    return lines
+    mount = f"mount -t tmpfs -o size={size},mode=1777,nosuid,nodev grader-tmp {q(target)}"
+    return [f"if [ -d {q(target)} ]; then"] + _cover(Path(target), keep, hold, n, mount) + ["fi"]
 
 
 def prelude(level: str, stage: Path, uid: int | None, hide_dirs: list[Path],
