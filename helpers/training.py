@@ -10,7 +10,7 @@ batch norm do not blur the learning curves).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -157,3 +157,156 @@ def train(model: nn.Module, data: Split, epochs: int = 100, *, lr: float = 1e-3,
     if progress:
         bar.close()
     return hist
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Identity)
+
+
+def _stacked_layers(model: nn.Module):
+    """``[(name, layer)]`` when ``model`` is a Sequential of Linear, Dropout and element-wise
+    activations (then S stacked copies run as batched matrix products), else None."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    layers = list(model.named_children())
+    ok = all(isinstance(m, (nn.Linear, nn.Dropout) + _ELEMENTWISE) for _, m in layers)
+    return layers if ok else None
+
+
+def train_many(make_model: Callable[[int], nn.Module], data, seeds: Sequence[int],
+               epochs: int = 100, *, lr: float = 1e-3, optimizer=None,
+               batch_size: Optional[int] = None, loss_fn: Optional[Callable] = None,
+               regularizer: Optional[Callable[[dict], torch.Tensor]] = None,
+               progress: bool = True, desc: str = "training seeds", eval_every: int = 1,
+               classification: Optional[bool] = None) -> tuple[list[nn.Module], list[History]]:
+    """Train one model per seed *together*; returns ``(models, histories)``, one of each per seed.
+
+    ``make_model(seed)`` builds (and seeds) the model of one seed; ``data`` is one
+    :class:`~helpers.data.Split` shared by every seed (paired seeds: only the initialisation,
+    the dropout masks and the batch order differ) or a list of splits, one per seed, with
+    equal sizes (the data varies too). The models' parameters are stacked along a new first
+    dimension of size ``S = len(seeds)`` (``torch.func.stack_module_state``), and all ``S``
+    forward passes run as one batched pass: ``torch.bmm`` for an ``nn.Sequential`` of Linear,
+    Dropout and activations (``(S, n, in) @ (S, in, out)``), ``torch.func.vmap`` over
+    ``functional_call`` for any other model. Dropout draws independent masks per model.
+
+    Each model minimises its own ``loss_fn(model(x), y)``; the step uses the sum over models,
+    whose gradient with respect to one model's parameters is that model's own gradient. The
+    optimizer (``optimizer(list_of_stacked_params)``, default ``Adam(lr)``) must act element by
+    element (SGD, Adam, AdamW, ... with or without weight decay), so that each model gets
+    exactly the update it would get alone. Losses and accuracies are measured every
+    ``eval_every`` epochs and after the last (evaluating 400 validation points every epoch
+    costs more than the training steps of a small task). ``regularizer(params)`` receives the stacked
+    parameters (name -> ``(S, ...)`` tensor) and returns a penalty summed over models.
+
+    Models with batch norm (whose running statistics vmap cannot update) are trained one
+    after another with :func:`train` instead; the result has the same form.
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+    import copy
+
+    seeds = list(seeds)
+    splits = list(data) if isinstance(data, (list, tuple)) else [data] * len(seeds)
+    if len(splits) != len(seeds):
+        raise ValueError(f"{len(splits)} splits for {len(seeds)} seeds")
+    models = [make_model(s) for s in seeds]
+    if any(_has_batch_norm(m) for m in models):
+        hists = [train(m, d, epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
+                       loss_fn=loss_fn, seed=s, progress=False, classification=classification)
+                 for m, d, s in zip(models, splits, seeds)]
+        return models, hists
+    device = splits[0].x_train.device
+    for m in models:
+        m.to(device)
+    X = torch.stack([d.x_train for d in splits])
+    Y = torch.stack([d.y_train for d in splits])
+    XV = torch.stack([d.x_val for d in splits])
+    YV = torch.stack([d.y_val for d in splits])
+    loss_fn = loss_fn or default_loss(Y[0])
+    if classification is None:
+        classification = Y.dtype == torch.long or bool(((Y == 0) | (Y == 1)).all())
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    stackable = _stacked_layers(models[0])
+
+    def forward(p, b, x):
+        return functional_call(base, (p, b), (x,))
+
+    def forward_all(p, b, x):
+        """All S models at once: (S, n, in) -> (S, n, out)."""
+        if stackable is None:
+            return vmap(forward, randomness="different")(p, b, x)
+        for name, layer in stackable:
+            if isinstance(layer, nn.Linear):
+                w = p[f"{name}.weight"]
+                x = torch.bmm(x, w.transpose(1, 2))
+                if layer.bias is not None:
+                    x = x + p[f"{name}.bias"][:, None, :]
+            elif isinstance(layer, nn.Dropout):
+                x = F.dropout(x, layer.p, training=base.training)
+            else:
+                x = layer(x)
+        return x
+
+    def per_model_loss(out, y):
+        return loss_fn(out, y)
+
+    losses = vmap(per_model_loss)
+    leaves = list(params.values())
+    opt = _make(optimizer, leaves) if optimizer is not None else torch.optim.Adam(leaves, lr=lr)
+    S, n = X.shape[0], X.shape[1]
+    bs = n if batch_size is None else min(batch_size, n)
+    gen = torch.Generator(device=device).manual_seed(int(seeds[0]))
+    rows = torch.arange(S, device=device)[:, None]
+    hists = [History() for _ in seeds]
+    bar = range(1, epochs + 1)
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(bar, desc=desc, leave=False, mininterval=0.5)
+
+    def measure(x, y):
+        with torch.no_grad():
+            out = forward_all(params, buffers, x)
+            ls = losses(out, y)
+        accs = [accuracy(out[i], y[i]) if classification else None for i in range(S)]
+        return ls.tolist(), accs
+
+    for epoch in bar:
+        base.train()
+        if bs < n:
+            order = torch.argsort(torch.rand(S, n, device=device, generator=gen), dim=1)
+        for start in range(0, n, bs):
+            if bs < n:
+                idx = order[:, start:start + bs]
+                xb, yb = X[rows, idx], Y[rows, idx]
+            else:
+                xb, yb = X, Y
+            loss = losses(forward_all(params, buffers, xb), yb).sum()
+            if regularizer is not None:
+                loss = loss + regularizer(params)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if epoch % eval_every and epoch != epochs:
+            continue
+        base.eval()
+        tl, ta = measure(X, Y)
+        vl, va = measure(XV, YV)
+        for i, h in enumerate(hists):
+            h.epoch.append(epoch)
+            h.train_loss.append(tl[i])
+            h.val_loss.append(vl[i])
+            h.train_acc.append(ta[i])
+            h.val_acc.append(va[i])
+            h.lr.append(opt.param_groups[0]["lr"])
+    if progress:
+        bar.close()
+    with torch.no_grad():  # hand the trained weights back to the models
+        for name, stacked in params.items():
+            for i, m in enumerate(models):
+                m.get_parameter(name).copy_(stacked[i])
+    return models, hists

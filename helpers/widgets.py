@@ -48,18 +48,37 @@ class Explorer:
         raise NotImplementedError
 
     def _show(self, fig) -> None:
-        """Replace the plot with ``fig``, then close it so it is not drawn twice."""
+        """Replace the plot with ``fig``, keep a PNG of it (the static figure), then close it."""
+        import io
+
         from IPython.display import display
 
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        self.png = buf.getvalue()
         with self.plot:
             self.plot.clear_output(wait=True)
             display(fig)
         plt.close(fig)
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """The live widget, plus a static PNG of its current figure and numbers.
 
-        display(self.widget)
+        A running JupyterLab or Colab shows the widget; a page without a kernel or saved
+        widget state (GitHub, nbviewer, the saved outputs of ``solutions/``) shows the PNG,
+        so every explorer leaves a picture of the state the text discusses.
+        """
+        import base64
+
+        if hasattr(self.widget, "_repr_mimebundle_"):   # ipywidgets 8
+            bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        else:                                            # ipywidgets 7 (Colab)
+            bundle = {"application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}}
+        if getattr(self, "png", None):
+            bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
+        bundle["text/plain"] = f"{type(self).__name__} (interactive; static figure of its current state)"
+        return bundle
 
 
 class PolynomialExplorer(Explorer):

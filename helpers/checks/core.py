@@ -16,17 +16,70 @@ and because the judge rebuilds the inputs, a forged record has to contain correc
 
 from __future__ import annotations
 
+import ast
 import base64
+import contextlib
+import importlib
+import inspect
+import io
+import json
 import math
+import os
+import random
+import re
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 RECORD_KEY = "course-check"
 MAX_RECORD_BYTES = 8_000_000
+
+# ---------------------------------------------------------------- case seeds
+#
+# Every probe and judge builds its inputs from a *case seed*. A check cell in a notebook uses
+# PUBLISHED_SEED, so a learner's self-check is the same every time; the grader draws a fresh
+# seed per run, tells the kernel through SEED_ENV, and judges with its own copy of the seed
+# (never the one written in the record). An answer that hard-codes the published outputs
+# therefore passes the self-check and fails grading.
+
+PUBLISHED_SEED = 0
+SEED_ENV = "COURSE_CASE_SEED"
+
+
+def case_seed() -> int:
+    """The case seed a check cell probes with: ``$COURSE_CASE_SEED`` if set, else PUBLISHED_SEED."""
+    raw = os.environ.get(SEED_ENV, "").strip()
+    try:
+        return int(raw) if raw else PUBLISHED_SEED
+    except ValueError:
+        return PUBLISHED_SEED
+
+
+def case_rng(seed: int, salt: int) -> np.random.Generator:
+    """The NumPy generator one exercise builds its inputs from.
+
+    ``salt`` is a constant per case family (for instance the exercise number ``1201``), so
+    two exercises never share a stream and a case family is the same wherever it is rebuilt.
+    """
+    return np.random.default_rng([int(salt), int(seed) & 0xFFFFFFFF])
+
+
+def seed_all(seed: int):
+    """Seed torch's global generator, NumPy's and Python's, and return a fresh ``torch.Generator``.
+
+    Probes of random exercises call this before every learner call, so an answer may draw
+    from the generator it is given, from torch's global one or from NumPy's. Judges never
+    depend on the values drawn, only on properties and statistics.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 
 @dataclass
@@ -52,27 +105,55 @@ class Fail(Exception):
     """Raised inside a judge to end it with ``failed`` and a hint."""
 
 
+def _takes_seed(fn: Callable) -> bool:
+    """True when a probe or judge takes the case seed as its second argument."""
+    try:
+        return len(inspect.signature(fn).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass
 class Exercise:
-    """One exercise: its id, the name its answer defines, and its probe and judge."""
+    """One exercise: its id, the name its answer defines, and its probe and judge.
+
+    ``probe(answer, seed)`` and ``judge(data, seed)`` build their inputs from the case seed
+    (a probe or judge of one argument has fixed inputs). ``forbid`` lists the library
+    calls the answer is meant to replace, as dotted names (``"torch.nn.functional.dropout"``,
+    ``"torch.nn.Dropout.forward"``): the probe records their use while learner code runs,
+    :func:`forbidden_in_source` finds them in the answer's text, and either fails the answer
+    with ``forbid_hint``.
+    """
 
     id: str
     name: str
-    probe: Callable[[Any], dict]
-    judge: Callable[[dict], str | None]
+    probe: Callable[..., dict]
+    judge: Callable[..., str | None]
     points: int = 1
     kind: str = "function"  # function | class | value
+    forbid: tuple = ()
+    forbid_hint: str = ""
+    source_words: tuple = field(default_factory=tuple)
 
-    def run_judge(self, record: Any) -> Verdict:
-        """Judge a record. Any failure of the judge on odd data is a ``failed`` verdict."""
+    def run_probe(self, answer: Any, seed: int) -> Any:
+        return self.probe(answer, seed) if _takes_seed(self.probe) else self.probe(answer)
+
+    def run_judge(self, record: Any, seed: int = PUBLISHED_SEED) -> Verdict:
+        """Judge a record with the inputs of ``seed`` (the judge's own seed, never the record's).
+
+        Any failure of the judge on odd data is a ``failed`` verdict.
+        """
         if not isinstance(record, dict):
             return Verdict(self.id, "error", "no usable check record")
         if "raised" in record:
             return Verdict(self.id, "error", f"your code raised {record['raised']}"
                            + _raised_hint(record["raised"]))
+        used = record.get("library") or []
+        if used and isinstance(used, list):
+            return Verdict(self.id, "failed", self.library_message([str(u) for u in used]))
         try:
             data = decode(record.get("data"))
-            note = self.judge(data)
+            note = self.judge(data, seed) if _takes_seed(self.judge) else self.judge(data)
         except Fail as e:
             return Verdict(self.id, "failed", str(e))
         except Raised as e:
@@ -82,6 +163,49 @@ class Exercise:
                            f"the answer could not be checked ({type(e).__name__}: {e}); "
                            "check the types and shapes your code returns")
         return Verdict(self.id, "passed", note or "")
+
+    def library_message(self, used: list[str]) -> str:
+        names = ", ".join(sorted(set(used))[:4])
+        return (f"your answer uses {names}, the library code this exercise asks you to write "
+                f"yourself. Write it from the formula{': ' + self.forbid_hint if self.forbid_hint else '.'}"
+                " (Using torch to *test* your answer in another cell is fine.)")
+
+    def forbidden_in_source(self, source: str) -> list[str]:
+        """The forbidden names that the answer's source text uses (read by the grader, outside
+        the kernel). A name counts when it is read as an attribute (``F.dropout``), imported
+        (``from torch.nn.functional import dropout``) or passed as a keyword
+        (``label_smoothing=``); defining something of the same name does not count."""
+        return forbidden_in_source(source, self.forbid, self.source_words)
+
+
+def forbidden_in_source(source: str, forbid=(), words=()) -> list[str]:
+    """See :meth:`Exercise.forbidden_in_source`. ``words`` adds bare attribute or keyword names."""
+    targets = {}
+    for dotted in forbid:
+        parts = dotted.split(".")
+        leaf = parts[-2] if parts[-1] == "forward" and len(parts) > 1 else parts[-1]
+        targets.setdefault(leaf, dotted)
+    for w in words:
+        targets.setdefault(w.rstrip("="), w)
+    if not targets:
+        return []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+            tree = ast.parse(TransformerManager().transform_cell(source))
+        except Exception:  # noqa: BLE001 - unparsable text uses nothing
+            return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in targets:
+            found.append(targets[node.attr])
+        elif isinstance(node, ast.ImportFrom):
+            found += [targets[a.name] for a in node.names if a.name in targets]
+        elif isinstance(node, ast.keyword) and node.arg in targets:
+            found.append(targets[node.arg])
+    return sorted(set(found))
 
 
 def _raised_hint(msg: str) -> str:
@@ -94,9 +218,11 @@ REGISTRY: dict[str, Exercise] = {}
 
 
 def exercise(id: str, name: str, probe: Callable, judge: Callable, points: int = 1,
-             kind: str = "function") -> Exercise:
-    """Register an exercise (lesson modules call this at import)."""
-    ex = Exercise(id, name, probe, judge, points, kind)
+             kind: str = "function", forbid=(), forbid_hint: str = "",
+             source_words=()) -> Exercise:
+    """Register an exercise (lesson modules call this at import). See :class:`Exercise`."""
+    ex = Exercise(id, name, probe, judge, points, kind, tuple(forbid), forbid_hint,
+                  tuple(source_words))
     REGISTRY[id] = ex
     return ex
 
@@ -107,14 +233,126 @@ class Raised(Exception):
     """A judge touched a captured value that was an exception in the learner's code."""
 
 
+class _Printed(io.TextIOBase):
+    """A bounded sink for what learner code prints while it is probed: the first lines kept,
+    the rest only counted (one debug print in a loop must not flood the check's output)."""
+
+    KEEP_CHARS = 1200
+
+    def __init__(self):
+        self.head, self.chars, self.lines = "", 0, 0
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        text = str(text)
+        self.chars += len(text)
+        self.lines += text.count("\n")
+        if len(self.head) < self.KEEP_CHARS:
+            self.head += text[: self.KEEP_CHARS - len(self.head)]
+        return len(text)
+
+    def summary(self) -> dict | None:
+        if not self.chars:
+            return None
+        return {"lines": max(self.lines, 1), "chars": self.chars, "head": self.head}
+
+
+class _Probing:
+    """State of one probe run: the library calls to spy on, what was used, what was printed."""
+
+    def __init__(self, forbid=()):
+        self.forbid = tuple(forbid)
+        self.used: list[str] = []
+        self.printed = _Printed()
+        self.depth = 0
+
+
+_ACTIVE: list[_Probing] = []
+
+
+def _resolve(dotted: str):
+    """``(owner, attribute)`` for a dotted name such as ``torch.nn.functional.dropout``."""
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:-1]:
+            obj = getattr(obj, name)
+        return obj, parts[-1]
+    raise ImportError(dotted)
+
+
+def forbidden_classes(forbid) -> list[type]:
+    """The classes named in ``forbid`` (``torch.nn.Dropout.forward`` names ``torch.nn.Dropout``)."""
+    out = []
+    for dotted in forbid:
+        try:
+            owner, attr = _resolve(dotted)
+        except (ImportError, AttributeError):
+            continue
+        target = getattr(owner, attr, None)
+        if isinstance(owner, type) and attr == "forward":
+            out.append(owner)
+        elif isinstance(target, type):
+            out.append(target)
+    return out
+
+
+@contextlib.contextmanager
+def learner_code():
+    """Run learner code: what it prints is captured (bounded), and the library calls that the
+    exercise being probed forbids are replaced by wrappers that record their use.
+
+    :func:`capture` uses it; a probe that calls learner objects some other way wraps the call
+    in ``with learner_code():``.
+    """
+    state = _ACTIVE[-1] if _ACTIVE else None
+    if state is None or state.depth:
+        yield
+        return
+    patched = []
+    for dotted in state.forbid:
+        try:
+            owner, attr = _resolve(dotted)
+            original = getattr(owner, attr)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(original, type):
+            continue  # classes are found by the subclass test and their forward
+
+        def spy(*args, __orig=original, __name=dotted, **kwargs):
+            state.used.append(__name.removesuffix(".forward"))
+            return __orig(*args, **kwargs)
+
+        try:
+            setattr(owner, attr, spy)
+        except (AttributeError, TypeError):
+            continue
+        patched.append((owner, attr, original))
+    state.depth += 1
+    try:
+        with contextlib.redirect_stdout(state.printed), contextlib.redirect_stderr(state.printed):
+            yield
+    finally:
+        state.depth -= 1
+        for owner, attr, original in reversed(patched):
+            setattr(owner, attr, original)
+
+
 def capture(fn: Callable, *args, **kwargs) -> Any:
     """Call learner code and return its result as plain data, or ``{"raised": "Type: msg"}``.
 
     Tensors and arrays become ``{"__array__": ...}`` entries (see :func:`encode`), so the
-    record holds exactly what came back, dtype and shape included.
+    record holds exactly what came back, dtype and shape included. The call runs under
+    :func:`learner_code`.
     """
     try:
-        out = fn(*args, **kwargs)
+        with learner_code():
+            out = fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - any learner error becomes data
         return {"__raised__": f"{type(e).__name__}: {e}"[:500],
                 "__where__": _learner_frame(e)}
@@ -289,59 +527,248 @@ def max_err(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)), initial=0.0))
 
 
+def expect_array(v: Any, what: str, shape=None, dtype: str | None = None,
+                 kind: str | None = None, hint: str = "") -> np.ndarray:
+    """Check the type first, then return ``v`` as a float64 array.
+
+    ``kind`` is ``"torch"`` or ``"numpy"`` (what the answer must return), ``dtype`` the dtype
+    name it must have (``"float64"``): a wrong dtype is named as such ("your result is float32,
+    the input float64") instead of showing up as a small numerical error later.
+    """
+    a = as_array(v, what)
+    got_kind = v.kind if isinstance(v, Value) else "python"
+    if kind is not None and got_kind != kind:
+        want = "a torch tensor" if kind == "torch" else "a NumPy array"
+        have = {"torch": "a torch tensor", "numpy": "a NumPy array"}.get(got_kind, "a Python value")
+        raise Fail(f"{what} is {have}; return {want}, like the input. {hint}".strip())
+    if dtype is not None and isinstance(v, Value) and v.dtype and v.dtype != dtype:
+        raise Fail(f"{what} is {v.dtype}, the input {dtype}: keep the input's dtype (a cast such "
+                   f"as .float() or a new tensor without dtype= changes it). {hint}".strip())
+    if shape is not None:
+        expect_shape(a, shape, what, hint)
+    return a
+
+
+def snapshot(*values) -> list:
+    """Copies of tensors and arrays (for :func:`changed`); other values are kept as they are."""
+    out = []
+    for v in values:
+        if hasattr(v, "detach") and hasattr(v, "clone"):
+            out.append(v.detach().clone())
+        elif isinstance(v, np.ndarray):
+            out.append(v.copy())
+        else:
+            out.append(v)
+    return out
+
+
+def changed(before: list, *after) -> bool:
+    """True when any input differs from its :func:`snapshot` (the learner changed its input)."""
+    for b, a in zip(before, after):
+        if hasattr(b, "detach") and hasattr(a, "detach"):
+            import torch
+            if b.shape != a.shape or not torch.equal(b, a.detach()):
+                return True
+        elif isinstance(b, np.ndarray):
+            if not np.array_equal(b, a, equal_nan=True):
+                return True
+    return False
+
+
+def match_mistake(label: str, got, mistakes, rtol: float = 1e-6, atol: float = 1e-8) -> None:
+    """Fail with the hint of the first known mistake whose value ``got`` equals.
+
+    ``mistakes`` is a list of ``(value, hint)`` pairs: what a common mistake returns on this
+    case and a hint that names the mistake and points at the idea, never the answer. Call it
+    after the answer was found wrong; nothing happens when no mistake matches.
+    """
+    for value, hint in mistakes:
+        try:
+            if value is not None and close(got, value, rtol=rtol, atol=atol):
+                raise Fail(f"{label}: {hint}")
+        except (ValueError, TypeError):
+            continue
+
+
 # ---------------------------------------------------------------- the call in a check cell
 
-def run(exercise_id: str, answer: Any) -> tuple[Verdict, dict]:
-    """Probe ``answer`` and judge the record; returns ``(verdict, record)``."""
+def run(exercise_id: str, answer: Any, seed: int | None = None) -> tuple[Verdict, dict]:
+    """Probe ``answer`` with the inputs of ``seed`` and judge the record; ``(verdict, record)``.
+
+    ``seed`` defaults to :func:`case_seed`. The record holds the seed for information only:
+    the grader judges with its own.
+    """
     ex = get(exercise_id)
+    seed = case_seed() if seed is None else int(seed)
+    state = _Probing(ex.forbid)
+    _ACTIVE.append(state)
     try:
-        data = ex.probe(answer)
-        record = {"exercise": exercise_id, "data": data}
+        data = ex.run_probe(answer, seed)
+        record = {"exercise": exercise_id, "seed": seed, "data": data}
     except Exception as e:  # noqa: BLE001 - the probe failed on learner code outside capture
-        record = {"exercise": exercise_id, "raised": f"{type(e).__name__}: {e}"[:500]}
-    return ex.run_judge(_json_roundtrip(record)), record
+        record = {"exercise": exercise_id, "seed": seed, "raised": f"{type(e).__name__}: {e}"[:500]}
+    finally:
+        _ACTIVE.remove(state)
+    used = list(state.used)
+    if isinstance(answer, type):
+        used += [f"{c.__module__}.{c.__qualname__}".replace("torch.nn.modules.dropout", "torch.nn")
+                 for c in forbidden_classes(ex.forbid) if issubclass(answer, c)]
+    if used:
+        record["library"] = sorted(set(used))
+    printed = state.printed.summary()
+    if printed:
+        record["printed"] = printed
+    return ex.run_judge(_json_roundtrip(record), seed), record
 
 
 def _json_roundtrip(record: dict) -> Any:
-    import json
     return json.loads(json.dumps(record))
 
 
-def check(exercise_id: str, answer: Any = None) -> Verdict:
+def printed_note(record: dict, lines: int = 8) -> str:
+    """What the learner's code printed while it was checked: its first lines and how many more."""
+    p = record.get("printed") if isinstance(record, dict) else None
+    if not isinstance(p, dict):
+        return ""
+    head = str(p.get("head", "")).splitlines()[:lines]
+    total = int(p.get("lines", len(head)) or 0)
+    more = max(0, total - len(head))
+    text = "\n".join("    " + h[:200] for h in head)
+    tail = f"\n    ... and {more:,} more lines" if more else ""
+    return (f"(your code printed {total:,} line{'s' if total != 1 else ''} while it was checked; "
+            f"the first {len(head)}:)\n{text}{tail}")
+
+
+def _user_namespace() -> dict | None:
+    try:
+        from IPython import get_ipython
+        ip = get_ipython()
+    except ImportError:
+        return None
+    return None if ip is None else ip.user_ns
+
+
+def _defines(tree: ast.AST, name: str) -> bool:
+    for node in getattr(tree, "body", []):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return True
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return True
+    return False
+
+
+_DEF_RE = r"^(?:(?:async\s+)?def|class)\s+{0}\b|^{0}\s*(?::[^=]*)?=[^=]"
+
+
+def stale_answer_note(name: str, answer: Any) -> str:
+    """When the latest cell that defines ``name`` did not run to its end, say so.
+
+    IPython's input history (``In``) holds every cell run. The latest one whose text defines
+    ``name`` is the learner's latest answer: when it does not parse, or its definition differs
+    from the object now bound to ``name``, the check is about an older version.
+    """
+    ns = _user_namespace()
+    if ns is None:
+        return ""
+    history = ns.get("In") or ns.get("_ih") or []
+    pattern = re.compile(_DEF_RE.format(re.escape(name)), re.M)
+    latest = next((src for src in reversed(list(history)[:-1])
+                   if isinstance(src, str) and pattern.search(src)), None)
+    if latest is None:
+        return ""
+    try:
+        from IPython import get_ipython
+        code = get_ipython().transform_cell(latest)
+    except Exception:  # noqa: BLE001
+        code = latest
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        return (f"your latest answer cell did not run: SyntaxError on line {e.lineno} "
+                f"({(e.msg or '').strip()}); this verdict is about the version of `{name}` "
+                "defined before it. Fix the error and run the answer cell again.")
+    if not _defines(tree, name) or not callable(answer):
+        return ""
+    try:
+        current = inspect.getsource(answer)
+    except (OSError, TypeError):
+        return ""
+    segments = [ast.get_source_segment(code, node) or "" for node in tree.body
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and node.name == name]
+    if segments and all(seg.strip() != current.strip() for seg in segments):
+        return (f"your latest answer cell stopped with an error before it defined `{name}`; "
+                f"this verdict is about the version defined before it. Fix the error and run "
+                "the answer cell again.")
+    return ""
+
+
+_MISSING = object()
+
+
+def check(exercise_id: str, answer: Any = _MISSING) -> Verdict | None:
     """What a check cell calls: probe, judge, show the verdict and emit the record.
 
+    ``check("ex3.1")`` looks the exercise's name (``dropout_forward``) up in the notebook
+    itself, so a check run before its answer cell says so instead of raising ``NameError``.
     The verdict and the record are one display output: ``text/plain`` holds the verdict,
-    the output's metadata holds ``{"exercise": id, "record": ...}`` for the grader.
+    the output's metadata holds ``{"exercise": id, "record": ...}`` for the grader. What the
+    learner's code printed while it was checked is shown after it, shortened.
     """
-    import json
-
-    verdict, record = run(exercise_id, answer)
+    ex = get(exercise_id)
+    ns = _user_namespace()
+    notes = []
+    if answer is _MISSING:
+        answer = (ns or {}).get(ex.name, _MISSING)
+    if answer is _MISSING:
+        what = "defines" if ex.kind != "value" else "sets"
+        verdict = Verdict(exercise_id, "error",
+                          f"`{ex.name}` is not defined yet: run the answer cell above first "
+                          f"({exercise_id} {what} `{ex.name}`), then this check.")
+        record = {"exercise": exercise_id, "seed": case_seed(),
+                  "raised": f"NameError: `{ex.name}` is not defined (the answer cell was not run)"}
+    else:
+        note = stale_answer_note(ex.name, answer)
+        if note:
+            notes.append(note)
+        verdict, record = run(exercise_id, answer)
     payload = json.dumps(record)
     if len(payload) > MAX_RECORD_BYTES:
         record = {"exercise": exercise_id, "raised": "RecordTooLarge: the probe's data is too large"}
-    try:
-        from IPython import get_ipython
+    text = verdict.text()
+    printed = "\n".join(notes + ([printed_note(record)] if printed_note(record) else []))
+    if ns is not None:
         from IPython.display import display
-        in_kernel = get_ipython() is not None
-    except ImportError:
-        in_kernel = False
-    if in_kernel:
-        display({"text/plain": verdict.text()}, raw=True,
+        display({"text/plain": text}, raw=True,
                 metadata={RECORD_KEY: {"exercise": exercise_id, "record": record}})
-    else:
-        print(verdict.text())
-    return None if in_kernel else verdict
+        if printed:
+            print(printed)
+        return None
+    print(text)
+    if printed:
+        print(printed)
+    return verdict
+
+
+def load_lesson(lesson: str):
+    """Import the checks module of a two-digit lesson of ``course.LESSONS`` (it registers its
+    exercises). An unknown lesson is a KeyError; a missing or broken module raises as it is."""
+    from helpers import course
+
+    if lesson not in course.LESSONS:
+        raise KeyError(f"unknown lesson {lesson!r} (the course has {', '.join(course.LESSONS)})")
+    return importlib.import_module(f"helpers.checks.lesson{lesson}")
 
 
 def get(exercise_id: str) -> Exercise:
-    """The registered exercise ``exercise_id`` (its lesson module is imported on demand)."""
+    """The registered exercise ``exercise_id`` (its lesson's module is imported on demand)."""
     if exercise_id not in REGISTRY:
-        import importlib
-        lesson = exercise_id.removeprefix("ex").split(".")[0].zfill(2)
-        try:
-            importlib.import_module(f"helpers.checks.lesson{lesson}")
-        except ModuleNotFoundError:
-            pass
+        m = re.fullmatch(r"ex(\d+)\.\d+", exercise_id)
+        if m is None:
+            raise KeyError(f"unknown exercise {exercise_id!r}")
+        load_lesson(m.group(1).zfill(2))
     if exercise_id not in REGISTRY:
         raise KeyError(f"unknown exercise {exercise_id!r}")
     return REGISTRY[exercise_id]
@@ -349,11 +776,9 @@ def get(exercise_id: str) -> Exercise:
 
 def lesson_exercises(lesson: str) -> list[Exercise]:
     """Every registered exercise of a two-digit lesson, in id order."""
-    import importlib
-    try:
-        importlib.import_module(f"helpers.checks.lesson{lesson}")
-    except ModuleNotFoundError:
-        return []
+    load_lesson(lesson)
     prefix = f"ex{int(lesson)}."
     found = [e for k, e in REGISTRY.items() if k.startswith(prefix)]
+    if not found:
+        raise RuntimeError(f"helpers.checks.lesson{lesson} registers no exercise")
     return sorted(found, key=lambda e: [int(p) for p in e.id[2:].split(".")])
