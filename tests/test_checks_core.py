@@ -1,0 +1,208 @@
+"""The shared check mechanisms of helpers/checks/core.py, lesson-independent.
+
+Case seeds, the library spy and the source scan, captured prints, the "run the answer cell
+first" and "your latest answer cell did not run" messages, and the judging idioms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.checks import core
+from helpers.checks.core import Fail, Value
+
+
+# ---------------------------------------------------------------- case seeds
+
+def test_case_seed_reads_the_environment(monkeypatch):
+    monkeypatch.delenv(core.SEED_ENV, raising=False)
+    assert core.case_seed() == core.PUBLISHED_SEED
+    monkeypatch.setenv(core.SEED_ENV, "98765")
+    assert core.case_seed() == 98765
+    monkeypatch.setenv(core.SEED_ENV, "not a number")
+    assert core.case_seed() == core.PUBLISHED_SEED
+
+
+def test_case_rng_is_reproducible_and_separates_salts_and_seeds():
+    a = core.case_rng(3, 1201).standard_normal(5)
+    assert np.array_equal(a, core.case_rng(3, 1201).standard_normal(5))
+    assert not np.array_equal(a, core.case_rng(4, 1201).standard_normal(5))
+    assert not np.array_equal(a, core.case_rng(3, 1202).standard_normal(5))
+
+
+def _toy_exercise(ex_id="ex99.1", **kw):
+    """A seeded toy exercise: ``double(x)`` on inputs drawn from the case seed."""
+    def cases(seed):
+        return [core.case_rng(seed, 9901).standard_normal(4)]
+
+    def probe(fn, seed):
+        return [{"result": core.capture(fn, torch.from_numpy(x.copy()))} for x in cases(seed)]
+
+    def judge(data, seed):
+        for x, got in zip(cases(seed), data, strict=True):
+            a = core.as_array(got["result"])
+            if not core.close(a, 2 * x):
+                raise Fail("not twice x")
+
+    ex = core.exercise(ex_id, "double", probe, judge, **kw)
+    return ex
+
+
+def test_a_record_replayed_at_another_seed_fails():
+    ex = _toy_exercise()
+    try:
+        verdict, record = core.run(ex.id, lambda x: 2 * x, seed=0)
+        assert verdict.passed and record["seed"] == 0
+        assert ex.run_judge(record, 0).passed
+        assert not ex.run_judge(record, 1).passed     # the judge uses its own seed
+        assert core.run(ex.id, lambda x: 2 * x, seed=1)[0].passed
+    finally:
+        core.REGISTRY.pop(ex.id, None)
+
+
+# ---------------------------------------------------------------- library refusal
+
+def test_spied_library_call_fails_with_the_hint_and_is_restored():
+    ex = _toy_exercise("ex99.2", forbid=("torch.mul",), forbid_hint="think about addition")
+    original = torch.mul
+    try:
+        v, record = core.run(ex.id, lambda x: torch.mul(x, 2))
+        assert v.status == "failed"
+        assert "torch.mul" in v.message and "think about addition" in v.message
+        assert record["library"] == ["torch.mul"]
+        assert torch.mul is original
+        assert core.run(ex.id, lambda x: x + x)[0].passed
+    finally:
+        core.REGISTRY.pop(ex.id, None)
+
+
+def test_subclassing_a_forbidden_module_is_flagged():
+    def probe(cls, seed):
+        return {"out": core.capture(lambda: cls(0.3).eval()(torch.ones(2, 3)))}
+
+    ex = core.exercise("ex99.3", "Drop", probe, lambda data, seed: None, kind="class",
+                       forbid=("torch.nn.Dropout.forward", "torch.nn.functional.dropout"))
+    try:
+        class Sub(nn.Dropout):
+            pass
+
+        class Wrap(nn.Module):
+            def __init__(self, p):
+                super().__init__()
+                self.p = p
+
+            def forward(self, x):
+                return F.dropout(x, self.p, self.training)
+
+        class Own(nn.Module):
+            def __init__(self, p):
+                super().__init__()
+                self.p = p
+
+            def forward(self, x):
+                return x
+
+        assert core.run(ex.id, Sub)[0].status == "failed"
+        assert core.run(ex.id, Wrap)[0].status == "failed"
+        assert core.run(ex.id, Own)[0].passed
+    finally:
+        core.REGISTRY.pop(ex.id, None)
+
+
+@pytest.mark.parametrize("source,found", [
+    ("def f(x):\n    return F.dropout(x, 0.3)", ["torch.nn.functional.dropout"]),
+    ("from torch.nn.functional import dropout\ndef f(x):\n    return dropout(x)",
+     ["torch.nn.functional.dropout"]),
+    ("class Dropout(nn.Dropout):\n    pass", ["torch.nn.Dropout.forward"]),
+    ("class Dropout(nn.Module):\n    def forward(self, x):\n        return x * 2", []),
+    ("def f(logits, y):\n    return F.cross_entropy(logits, y, label_smoothing=0.1)",
+     ["label_smoothing"]),
+    ("def f(x):\n    return x +", []),   # unparsable text uses nothing
+])
+def test_source_scan(source, found):
+    got = core.forbidden_in_source(source, ("torch.nn.functional.dropout", "torch.nn.Dropout.forward"),
+                                   ("label_smoothing",))
+    assert got == found
+
+
+# ---------------------------------------------------------------- judging idioms
+
+def test_expect_array_names_kind_and_dtype():
+    v32 = Value(np.zeros(3), "torch", "float32")
+    with pytest.raises(Fail, match="float32, the input float64"):
+        core.expect_array(v32, "out", dtype="float64")
+    with pytest.raises(Fail, match="NumPy array; return a torch tensor"):
+        core.expect_array(Value(np.zeros(3), "numpy", "float64"), "out", kind="torch")
+    assert core.expect_array(Value(np.ones(2), "torch", "float64"), "out", shape=(2,),
+                             dtype="float64", kind="torch").shape == (2,)
+
+
+def test_snapshot_and_changed():
+    t, a = torch.arange(3.0), np.arange(3.0)
+    snap = core.snapshot(t, a, 5)
+    assert not core.changed(snap, t, a, 5)
+    t[0] = 9
+    assert core.changed(snap, t, a, 5)
+
+
+def test_match_mistake_names_the_first_matching_mistake():
+    core.match_mistake("case", np.ones(2), [(np.zeros(2), "zeros")])   # no match: no failure
+    with pytest.raises(Fail, match="case: halved"):
+        core.match_mistake("case", np.ones(2), [(np.full(2, 2.0), "doubled"), (np.ones(2), "halved")])
+
+
+def test_prints_are_captured_and_summarised():
+    ex = _toy_exercise("ex99.4")
+    try:
+        def noisy(x):
+            for i in range(1000):
+                print("line", i)
+            return 2 * x
+
+        v, record = core.run(ex.id, noisy)
+        assert v.passed
+        assert record["printed"]["lines"] == 1000
+        note = core.printed_note(record)
+        assert "1,000 lines" in note and "more lines" in note and note.count("\n") < 12
+    finally:
+        core.REGISTRY.pop(ex.id, None)
+
+
+def test_unknown_lesson_fails_loudly():
+    with pytest.raises(KeyError):
+        core.load_lesson("42")
+    with pytest.raises(KeyError):
+        core.get("ex42.1")
+
+
+# ---------------------------------------------------------------- in a real kernel
+
+@pytest.mark.slow
+def test_check_cell_messages_in_a_kernel():
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "from helpers.checks import check",
+        'check("ex1.3")',                                        # before the answer cell
+        "def mse(a, b):\n    print('debug')\n    return float(((a - b) ** 2).mean())",
+        'check("ex1.3")',
+        "def mse(a, b)\n    return 0.0",                         # a syntax error
+        'check("ex1.3")',
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in cells]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+
+    def text(i):
+        return "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
+                         for o in nb.cells[i].outputs)
+
+    assert "run the answer cell above first" in text(1) and "NameError" not in text(1)
+    assert "ex1.3 passed" in text(3) and "your code printed" in text(3)
+    assert "did not run: SyntaxError on line 1" in text(5)
+    assert all(o.get("output_type") != "error" for i in (1, 3, 5) for o in nb.cells[i].outputs)
