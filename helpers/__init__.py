@@ -10,6 +10,7 @@ One module per concern:
 - :mod:`helpers.plots`    learning curves, polynomial fits, error-vs-complexity
 - :mod:`helpers.widgets`  ipywidgets explorers
 - :mod:`helpers.checks`   exercise checks (probe + judge)
+- :mod:`helpers.cells`    the notebook format: cell roles, solution markers, check tag, stubs
 - :mod:`helpers.build`    ``python -m helpers.build``: generate notebooks/ and exercises/
 - :mod:`helpers.grade`    ``python -m helpers.grade``: grade submitted notebooks
 - :mod:`helpers.bench`    ``python -m helpers.bench``: measure the budgets

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from helpers import course
+from helpers import cells, course
 
 BUDGETS = {"lesson_s": 30.0, "course_s": 180.0, "grade_one_s": 10.0, "helper_vs_bare": 1.10}
 
@@ -64,14 +64,11 @@ def bench_notebooks(paths=None) -> dict:
 def filled_submission(lesson_path: Path, dest: Path) -> Path:
     """An exercises/ copy whose answer cells hold the reference answers (a full-marks submission)."""
     import nbformat
-    from helpers.build import exercise_id, role
 
-    sol = nbformat.read(lesson_path, as_version=4)
-    answers = {exercise_id(c): c.source for c in sol.cells if role(c) == "answer"}
+    answers = cells.answer_cells(nbformat.read(lesson_path, as_version=4))
     nb = nbformat.read(course.EXERCISES / lesson_path.name, as_version=4)
-    for c in nb.cells:
-        if role(c) == "answer":
-            c.source = answers[exercise_id(c)]
+    for ex_id, cell in cells.answer_cells(nb).items():
+        cell.source = answers[ex_id].source
     nbformat.write(nb, dest)
     return dest
 

@@ -13,26 +13,22 @@ The build also writes two header cells into every notebook, solutions included: 
 - ``notebooks/NN_*.ipynb``: the whole lesson, answers replaced by stubs, no outputs.
 - ``exercises/NN_*.ipynb``: the header cells and the exercise section alone, stubs, no outputs.
 
-In an answer cell, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are
-the answer; the stub replaces them with ``raise NotImplementedError("exN.M ...")`` at the
-same indentation (or ``name = None`` at top level, for an answer that is a value).
+The notebook format itself (roles, solution markers, check tag, stubs) lives in
+:mod:`helpers.cells`.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
-import re
 import sys
 from pathlib import Path
 
 import nbformat
 
 from helpers import course
-
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-CHECK_TAG = "nbval-check-output"
+from helpers.cells import (BEGIN, END, CHECK_TAG, HEADER_ROLES, FormatError,  # noqa: F401
+                           exercise_id, role, section_starts, set_check_tag, stub_source)
 
 COLAB_SETUP = '''\
 # Setup. On Colab this installs the course's `helpers` package (torch is already there and
@@ -50,16 +46,8 @@ if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
         import helpers'''
 
 
-class BuildError(Exception):
-    """A solutions notebook breaks a rule of the build (message says which)."""
-
-
-def role(cell) -> str | None:
-    return cell.get("metadata", {}).get("course", {}).get("role")
-
-
-def exercise_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("course", {}).get("exercise")
+#: A solutions notebook breaks a rule of the build (message says which).
+BuildError = FormatError
 
 
 def header_cells(relpath: str) -> list:
@@ -73,46 +61,10 @@ def header_cells(relpath: str) -> list:
     return [badge, setup]
 
 
-def stub_source(source: str, ex_id: str, name: str | None = None) -> str:
-    """The answer cell's source with every solution region replaced by a stub."""
-    lines = source.split("\n")
-    out, inside = [], False
-    for line in lines:
-        stripped = line.strip()
-        if stripped == BEGIN:
-            if inside:
-                raise BuildError(f"{ex_id}: nested {BEGIN}")
-            inside = True
-            indent = line[: len(line) - len(line.lstrip())]
-            if indent or not name:
-                out.append(f'{indent}raise NotImplementedError("{ex_id}: write your answer here")')
-            else:
-                out.append(f"{name} = None  # {ex_id}: replace None with your answer")
-        elif stripped == END:
-            if not inside:
-                raise BuildError(f"{ex_id}: {END} without {BEGIN}")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise BuildError(f"{ex_id}: {BEGIN} without {END}")
-    return "\n".join(out)
-
-
 def _clear(cell) -> None:
     if cell.cell_type == "code":
         cell.outputs = []
         cell.execution_count = None
-
-
-def _tags(cell, want_check: bool) -> None:
-    tags = [t for t in cell.metadata.get("tags", []) if t != CHECK_TAG]
-    if want_check:
-        tags.append(CHECK_TAG)
-    if tags:
-        cell.metadata["tags"] = tags
-    else:
-        cell.metadata.pop("tags", None)
 
 
 def validate(nb, name: str) -> dict:
@@ -122,7 +74,7 @@ def validate(nb, name: str) -> dict:
     lesson = nb.metadata.get("course", {}).get("lesson")
     if lesson != name[:2]:
         raise BuildError(f"{name}: metadata course.lesson is {lesson!r}, expected {name[:2]!r}")
-    starts = [i for i, c in enumerate(nb.cells) if role(c) == "exercises"]
+    starts = section_starts(nb.cells)
     if len(starts) != 1:
         raise BuildError(f"{name}: needs exactly one cell with role 'exercises', found {len(starts)}")
     code_after = [c for c in nb.cells[starts[0]:] if c.cell_type == "code"]
@@ -154,14 +106,14 @@ def validate(nb, name: str) -> dict:
 def normalise_solution(nb, name: str):
     """The solutions notebook with canonical header cells, check tags and metadata."""
     nb = copy.deepcopy(nb)
-    body = [c for c in nb.cells if role(c) not in ("badge", "colab")]
+    body = [c for c in nb.cells if role(c) not in HEADER_ROLES]
     old_setup = next((c for c in nb.cells if role(c) == "colab"), None)
     head = header_cells(f"solutions/{name}")
     if old_setup is not None and old_setup.get("source") == head[1].source:
         head[1].outputs, head[1].execution_count = old_setup.outputs, old_setup.execution_count
     nb.cells = head + body
     for c in nb.cells:
-        _tags(c, role(c) == "check")
+        set_check_tag(c, role(c) == "check")
     nb.metadata.pop("widgets", None)   # saved widget state is noise in the source
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
@@ -174,7 +126,7 @@ def student_copy(nb, name: str, folder: str):
     from helpers.checks import get
 
     nb = copy.deepcopy(nb)
-    body = [c for c in nb.cells if role(c) not in ("badge", "colab")]
+    body = [c for c in nb.cells if role(c) not in HEADER_ROLES]
     if folder == "exercises":
         start = next(i for i, c in enumerate(body) if role(c) == "exercises")
         body = body[start:]

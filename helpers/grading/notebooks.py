@@ -15,9 +15,10 @@ from pathlib import Path
 import nbformat
 
 from helpers import course
+from helpers.cells import (HEADER_ROLES, exercise_id, role, section_starts, set_check_tag,
+                           solution_lines, stub_source)
 from helpers.checks import RECORD_KEY, lesson_exercises
 
-CHECK_TAG = "nbval-check-output"
 MAX_NOTEBOOK_BYTES = 50_000_000
 
 NBVAL_MARKERS = ("PYTEST_VALIDATE_IGNORE_OUTPUT", "NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT",
@@ -84,18 +85,6 @@ def lesson_of(nb, name: str) -> str | None:
 
 # --------------------------------------------------------------------------- reference
 
-def _role(cell):
-    m = cell.get("metadata", {})
-    c = m.get("course", {}) if isinstance(m, dict) else {}
-    return c.get("role") if isinstance(c, dict) else None
-
-
-def _exercise(cell):
-    m = cell.get("metadata", {})
-    c = m.get("course", {}) if isinstance(m, dict) else {}
-    return c.get("exercise") if isinstance(c, dict) else None
-
-
 @dataclass
 class Reference:
     """The parts of a solutions notebook the grader uses."""
@@ -110,8 +99,6 @@ class Reference:
 
 def load_reference(lesson: str, solutions_dir: Path) -> Reference:
     """Read ``solutions_dir/NN_*.ipynb`` (raises SubmissionError when absent or unusable)."""
-    from helpers.build import BEGIN, END, stub_source
-
     name = course.LESSONS.get(lesson, (None,))[0]
     path = solutions_dir / f"{name}.ipynb" if name else None
     if path is None or not path.exists():
@@ -123,26 +110,18 @@ def load_reference(lesson: str, solutions_dir: Path) -> Reference:
     exercises = lesson_exercises(lesson)
     if not exercises:
         raise SubmissionError(f"lesson {lesson} has no registered checks")
-    starts = [i for i, c in enumerate(nb.cells) if _role(c) == "exercises"]
+    starts = section_starts(nb.cells)
     if len(starts) != 1:
         raise SubmissionError(f"the reference for lesson {lesson} has no exercise section")
     ref = Reference(lesson, path, nb, exercises)
     for cell in nb.cells:
-        if cell.cell_type == "code" and _role(cell) == "answer":
-            ex_id = _exercise(cell)
+        if cell.cell_type == "code" and role(cell) == "answer":
+            ex_id = exercise_id(cell)
             ex = next((e for e in exercises if e.id == ex_id), None)
             if ex is None:
                 continue
             ref.stubs[ex_id] = stub_source(cell.source, ex_id, ex.name if ex.kind == "value" else None)
-            inside, lines = False, []
-            for line in cell.source.split("\n"):
-                if line.strip() == BEGIN:
-                    inside = True
-                elif line.strip() == END:
-                    inside = False
-                elif inside:
-                    lines.append(line)
-            ref.solution_lines[ex_id] = lines
+            ref.solution_lines[ex_id] = solution_lines(cell.source)
     return ref
 
 
@@ -202,14 +181,14 @@ def find_answers(nb, ref: Reference) -> dict[str, Answer]:
     answers = {}
     for ex in ref.exercises:
         stub = _norm(ref.stubs.get(ex.id, ""))
-        tagged = [c for c in code if _role(c) == "answer" and _exercise(c) == ex.id]
+        tagged = [c for c in code if role(c) == "answer" and exercise_id(c) == ex.id]
         meta_cell = tagged[-1] if tagged else None
         if meta_cell is not None and _norm(meta_cell.source) != stub:
             answers[ex.id] = Answer(ex.id, meta_cell.source, "found", how="metadata")
             continue
         # metadata lost (Colab, copy-paste) or the tagged cell is the stub: look by name
         candidates = [c for c in code if c is not meta_cell
-                      and _role(c) not in ("check", "setup", "colab")
+                      and role(c) not in ("check", "setup", "colab")
                       and defines(c.source, ex.name)]
         attempted = [c for c in candidates if _norm(c.source) != stub]
         if attempted:
@@ -272,26 +251,25 @@ def assemble(ref: Reference, answers: dict[str, Answer]):
     first = nbformat.v4.new_code_cell(GRADER_CELL)
     first.metadata["course"] = {"role": "grader"}
     cells, infos = [first], [CellInfo(0, "grader", None)]
-    start = next(i for i, c in enumerate(ref.nb.cells) if _role(c) == "exercises")
+    start = section_starts(ref.nb.cells)[0]
     for c in ref.nb.cells[start:]:
-        if c.cell_type != "code" or _role(c) in ("colab", "badge"):
+        if c.cell_type != "code" or role(c) in HEADER_ROLES:
             continue
-        role, ex_id = _role(c), _exercise(c)
+        kind, ex_id = role(c), exercise_id(c)
         new = nbformat.v4.new_code_cell(c.source)
-        new.metadata["course"] = {k: v for k, v in (("role", role), ("exercise", ex_id)) if v}
-        if role == "answer":
+        new.metadata["course"] = {k: v for k, v in (("role", kind), ("exercise", ex_id)) if v}
+        if kind == "answer":
             a = answers.get(ex_id)
             src = a.source if a is not None and a.source is not None else ref.stubs.get(ex_id, c.source)
             new.source = neutralise_markers(src)
-        elif role == "check":
-            new.metadata["tags"] = [CHECK_TAG]
+        elif kind == "check":
+            set_check_tag(new, True)
             new.outputs = _reference_check_outputs(c.get("outputs"))
             new.execution_count = c.get("execution_count") if new.outputs else None
         else:
-            tags = [t for t in c.metadata.get("tags", []) if t != CHECK_TAG]
-            if tags:
-                new.metadata["tags"] = tags
-        infos.append(CellInfo(len(cells), role, ex_id))
+            new.metadata["tags"] = list(c.metadata.get("tags", []))
+            set_check_tag(new, False)
+        infos.append(CellInfo(len(cells), kind, ex_id))
         cells.append(new)
     nb.cells = cells
     return nb, infos

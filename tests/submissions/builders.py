@@ -15,17 +15,9 @@ from pathlib import Path
 import nbformat
 
 from helpers import course
-from helpers.build import BEGIN, END
+from helpers.cells import exercise_id, role, solution_lines, without_markers
 
 ROOT = course.ROOT
-
-
-def role(cell):
-    return cell.get("metadata", {}).get("course", {}).get("role")
-
-
-def exercise_of(cell):
-    return cell.get("metadata", {}).get("course", {}).get("exercise")
 
 
 def solution_sources(lesson: str) -> dict[str, str]:
@@ -34,8 +26,7 @@ def solution_sources(lesson: str) -> dict[str, str]:
     out = {}
     for c in nb.cells:
         if role(c) == "answer":
-            lines = [ln for ln in c.source.split("\n") if ln.strip() not in (BEGIN, END)]
-            out[exercise_of(c)] = "\n".join(lines)
+            out[exercise_id(c)] = without_markers(c.source)
     return out
 
 
@@ -45,15 +36,7 @@ def solution_bodies(lesson: str) -> dict[str, list[str]]:
     out = {}
     for c in nb.cells:
         if role(c) == "answer":
-            inside, lines = False, []
-            for ln in c.source.split("\n"):
-                if ln.strip() == BEGIN:
-                    inside = True
-                elif ln.strip() == END:
-                    inside = False
-                elif inside:
-                    lines.append(ln)
-            out[exercise_of(c)] = lines
+            out[exercise_id(c)] = solution_lines(c.source)
     return out
 
 
@@ -71,7 +54,7 @@ def fill(nb, answers: dict[str, str], overrides: dict[str, str] | None = None):
     overrides = overrides or {}
     for c in nb.cells:
         if role(c) == "answer":
-            ex = exercise_of(c)
+            ex = exercise_id(c)
             if ex in overrides:
                 c.source = overrides[ex]
             elif ex in answers:
