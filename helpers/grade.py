@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--solutions", default=str(course.SOLUTIONS), metavar="DIR",
                     help="folder of the reference solutions notebooks (default: the course's "
                          "solutions/); an instructor may keep a private copy elsewhere")
+    ap.add_argument("--seed", type=int, default=None, metavar="N",
+                    help="case seed the checks build their inputs from (default: a fresh one per "
+                         "run, written to gradebook.csv; give it to reproduce a run)")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     return ap
 
@@ -62,6 +65,8 @@ def main(argv=None) -> int:
         ap.error("--jobs must be at least 1")
     if args.timeout <= 0 or (args.submission_timeout is not None and args.submission_timeout <= 0):
         ap.error("timeouts must be positive")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        ap.error("--seed must be in 0 .. 2**32-1")
     if args.memory < 0.5:
         ap.error("--memory must be at least 0.5 GiB")
     solutions = Path(args.solutions)
@@ -69,7 +74,8 @@ def main(argv=None) -> int:
         ap.error(f"--solutions: no such folder: {solutions}")
     opts = Options(out=Path(args.out), jobs=args.jobs, cell_timeout=args.timeout,
                    run_timeout=args.submission_timeout, solutions=solutions,
-                   isolation=args.isolation, memory_gib=args.memory, progress=not args.quiet)
+                   isolation=args.isolation, memory_gib=args.memory, progress=not args.quiet,
+                   seed=args.seed)
     try:
         results = grade(args.paths, opts)
     except UsageError as e:

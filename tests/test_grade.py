@@ -27,11 +27,12 @@ pytestmark = pytest.mark.slow
 
 PY = sys.executable
 CELL_TIMEOUT = "20"
+SEED = "20261130"  # one case seed for every run here, so that two runs compare cell for cell
 
 
 def _grade(paths, out: Path, jobs: int, extra=()):
     cmd = [PY, "-m", "helpers.grade", *map(str, paths), "--out", str(out), "--jobs", str(jobs),
-           "--timeout", CELL_TIMEOUT, *extra]
+           "--timeout", CELL_TIMEOUT, "--seed", SEED, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=course.ROOT, timeout=900)
 
 
@@ -82,6 +83,7 @@ def test_cli_exit_status_and_outputs(batch):
     assert (batch["out"] / "gradebook.csv").exists()
     header = (batch["out"] / "gradebook.csv").read_text().splitlines()[0].split(",")
     assert header[:7] == ["submission", "lesson", "exercise", "points", "max_points", "status", "message"]
+    assert "seed" in header and {r["seed"] for r in batch["rows"]} == {SEED}
     assert "gradebook" in proc.stdout  # the summary table
     statuses = {r["status"] for r in batch["rows"]}
     assert statuses <= {"passed", "failed", "error", "timeout", "missing"}
@@ -302,3 +304,33 @@ def test_parse_errors_are_explained():
                         (b'{"nbformat": 4, "cells": 7}', "could not be read")]:
         with pytest.raises(SubmissionError, match=words):
             parse_notebook(data)
+
+
+def test_grader_refuses_library_code_in_the_answer_text():
+    """The grader's own scan of the answer's source (beside the spies in the kernel)."""
+    from helpers.checks.core import Exercise
+    from helpers.grading.notebooks import Answer
+    from helpers.grading.runner import refuse_library
+
+    ex = Exercise("ex9.1", "drop", lambda a, s: {}, lambda d, s: None,
+                  forbid=("torch.nn.functional.dropout", "torch.nn.Dropout.forward"),
+                  forbid_hint="keep each value with probability 1 - p")
+    honest = Answer("ex9.1", "def drop(x, p):\n    return x * (torch.rand_like(x) >= p) / (1 - p)", "found")
+    lib = Answer("ex9.1", "import torch.nn.functional as F\ndef drop(x, p):\n    return F.dropout(x, p)", "found")
+    assert refuse_library(ex, honest, "passed", "") == ("passed", "")
+    status, msg = refuse_library(ex, lib, "passed", "")
+    assert status == "failed" and "torch.nn.functional.dropout" in msg and "probability 1 - p" in msg
+    assert refuse_library(ex, lib, "timeout", "t")[0] == "timeout"
+    assert refuse_library(ex, Answer("ex9.1", None, "missing"), "missing", "m") == ("missing", "m")
+
+
+def test_seed_option(tmp_path):
+    from helpers.grade import build_parser
+    assert build_parser().parse_args(["x", "--seed", "7"]).seed == 7
+    p = subprocess.run([PY, "-m", "helpers.grade", "x", "--seed", "-1"], capture_output=True,
+                       text=True, cwd=course.ROOT)
+    assert p.returncode == 2
+    from helpers.grading.runner import Options, draw_seed
+    assert all(draw_seed() != 0 for _ in range(1000))
+    o = Options()
+    assert o.case_seed() == o.case_seed() != 0

@@ -10,7 +10,7 @@ from helpers import course
 from helpers.grading.runner import Result
 
 COLUMNS = ["submission", "lesson", "exercise", "points", "max_points", "status", "message",
-           "feedback"]
+           "feedback", "seed"]
 MAX_MESSAGE = 1000
 
 
@@ -57,7 +57,7 @@ def write_gradebook(results: list[Result], out: Path) -> Path:
             for row in r.rows:
                 w.writerow([_cell(row.submission), row.lesson, row.exercise, _num(row.points),
                             _num(row.max_points), row.status, _cell(row.message),
-                            f"feedback/{r.feedback}"])
+                            f"feedback/{r.feedback}", "" if r.seed is None else str(r.seed)])
     return path
 
 

@@ -52,6 +52,7 @@ class Result:
     isolation: str = ""
     seconds: float = 0.0
     feedback: str = ""             # file name in DIR/feedback/
+    seed: int | None = None        # the case seed it was judged with (gradebook only)
 
     @property
     def points(self) -> float:
@@ -72,6 +73,13 @@ class Options:
     isolation: str = "auto"               # auto | namespaces | process
     memory_gib: float = 6.0
     progress: bool = True
+    seed: int | None = None               # the case seed; None: a fresh one per run
+
+    def case_seed(self) -> int:
+        """The run's case seed (drawn once, never the published one unless asked for)."""
+        if self.seed is None:
+            self.seed = draw_seed()
+        return self.seed
 
     def limits(self) -> sandbox.Limits:
         return sandbox.Limits(cell_timeout=self.cell_timeout, run_timeout=self.run_timeout_s,
@@ -80,6 +88,12 @@ class Options:
     @property
     def run_timeout_s(self) -> float:
         return self.run_timeout if self.run_timeout else max(120.0, 5 * self.cell_timeout)
+
+
+def draw_seed() -> int:
+    """A fresh case seed: any 31-bit number but the published one (0)."""
+    import secrets
+    return 1 + secrets.randbelow(2**31 - 2)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -202,7 +216,8 @@ def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) ->
             notes.append(f"your answer cell raised {a_ev.get('text', 'an error')}")
         verdicts = []
         for text, record in recs:
-            v = ex.run_judge(record)
+            # the grader's own seed: the record's "seed" is the kernel's word, never trusted
+            v = ex.run_judge(record, opts.case_seed())
             verdicts.append(v)
             if isinstance(text, str) and text.strip() != v.text().strip():
                 notes.append("the printed verdict does not match the check record: the output "
@@ -211,6 +226,21 @@ def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) ->
             next((v for v in verdicts if v.status == "failed"), None) or verdicts[0]
         return worst.status, worst.message
     return _explain(ex, mine, run, opts)
+
+
+def refuse_library(ex, answer: Answer, status: str, message: str) -> tuple[str, str]:
+    """The grader's own scan of the answer's text for the library code the exercise asks the
+    learner to write (a second layer beside the spies in the kernel, which learner code could
+    undo): a ``passed`` or ``failed`` verdict becomes ``failed`` with the refusal."""
+    if status not in ("passed", "failed") or not answer.source:
+        return status, message
+    try:
+        used = ex.forbidden_in_source(answer.source)
+    except Exception:  # noqa: BLE001 - an odd source uses nothing we can name
+        used = []
+    if used:
+        return "failed", ex.library_message(list(used))
+    return status, message
 
 
 def _explain(ex, mine, run: _Run, opts: Options) -> tuple[str, str]:
@@ -377,7 +407,8 @@ def run_job(job: _Job, opts: Options, level: str, stage_root: Path, slot_uid,
         nb, infos = assemble(ref, answers)
         stage = stage_root / f"run-{os.getpid()}-{threading.get_ident()}-{attempt}-{time.monotonic_ns()}"
         r = sandbox.run_notebook(nbformat.writes(nb, version=4), stage, level, opts.limits(),
-                                 uid=slot_uid, hide_dirs=hide_dirs, hide_files=hide_files)
+                                 uid=slot_uid, hide_dirs=hide_dirs, hide_files=hide_files,
+                                 seed=opts.case_seed())
         shutil.rmtree(stage, ignore_errors=True)
         if not any(e.get("event") == "start" for e in r.events):
             print(f"grade: could not run {res.submission}: {_log_reason(r, detail=True)}",
@@ -392,6 +423,7 @@ def run_job(job: _Job, opts: Options, level: str, stage_root: Path, slot_uid,
         for ex in pending:
             notes: list = []
             status, message = judge_exercise(ex, job.answers[ex.id], run, opts, notes)
+            status, message = refuse_library(ex, job.answers[ex.id], status, message)
             mine = [i.index for i in infos if i.exercise == ex.id]
             if (fatal_ex is not None and fatal_ex != ex.id and fatal_ex not in disabled
                     and status in ("error", "timeout") and mine and min(mine) > fatal[0]
@@ -440,9 +472,12 @@ def _hide_targets(opts: Options, submissions) -> tuple[list[Path], list[Path]]:
 def grade(paths, opts: Options) -> list[Result]:
     """Grade every submission under ``paths``; returns one Result per submission, in order."""
     subs = discover(paths)
+    opts.case_seed()
     datas = [_read(p) for _, p in subs]           # every byte read before any learner code runs
     refs: dict = {}
     jobs = [prepare(label, p, d, refs, opts) for (label, p), d in zip(subs, datas)]
+    for j in jobs:
+        j.result.seed = opts.case_seed()
     level = sandbox.detect(opts.isolation)
     if opts.isolation == "namespaces" and level == sandbox.LEVEL_PROCESS:
         raise UsageError("--isolation namespaces: this machine cannot run Linux namespaces "

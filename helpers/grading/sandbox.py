@@ -246,7 +246,7 @@ def prelude(level: str, stage: Path, uid: int | None, hide_dirs: list[Path],
     return "\n".join(lines) + "\n"
 
 
-def _env(scratch: str) -> dict:
+def _env(scratch: str, seed: int | None = None) -> dict:
     venv_bin = str(Path(sys.executable).parent)
     home = f"{scratch}/.home"
     env = {
@@ -267,6 +267,8 @@ def _env(scratch: str) -> dict:
         "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "dumb", "NO_COLOR": "1",
         "CUDA_VISIBLE_DEVICES": "",
     }
+    if seed is not None:  # the case seed the check cells probe with (helpers.checks.core)
+        env["COURSE_CASE_SEED"] = str(int(seed))
     return env
 
 
@@ -356,7 +358,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int | None = None,
-                 hide_dirs: list[Path] = (), hide_files: list[Path] = ()) -> RunResult:
+                 hide_dirs: list[Path] = (), hide_files: list[Path] = (),
+                 seed: int | None = None) -> RunResult:
     """Run ``nb_text`` (an assembled notebook) under nbval in ``stage`` (a fresh, private
     folder owned by the grader). Returns what the plugin reported."""
     stage.mkdir(mode=0o700, parents=True, exist_ok=False)
@@ -376,14 +379,14 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
                 shutil.copy(f, scratch / f.name)
             (scratch / ".home").mkdir()
             (scratch / ".tmp").mkdir()
-            env = _env(str(scratch))
+            env = _env(str(scratch), seed)
             cmd = _pytest_args(limits)
             cwd = str(scratch)
         else:
             script = stage / "prelude.sh"
             script.write_text(prelude(level, stage, uid if level == LEVEL_NS_UID else None,
                                       list(hide_dirs), list(hide_files)))
-            env = _env(SCRATCH_IN_NS)
+            env = _env(SCRATCH_IN_NS, seed)
             cmd = (_unshare_cmd(level == LEVEL_NS) + ["sh", str(script)]
                    + _pytest_args(limits))
             cwd = str(stage)
