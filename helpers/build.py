@@ -13,6 +13,11 @@ The build also writes two header cells into every notebook, solutions included: 
 - ``notebooks/NN_*.ipynb``: the whole lesson, answers replaced by stubs, no outputs.
 - ``exercises/NN_*.ipynb``: the header cells and the exercise section alone, stubs, no outputs.
 
+Every notebook the build writes is clean: no ``metadata.execution`` (nbclient's timestamps)
+in any cell, no saved widget state; ``--execute`` runs the kernel with progress bars off
+(``TQDM_DISABLE=1``). ``--check`` ignores execution timestamps in the files it compares
+(the next build removes them) and fails on any other difference.
+
 The notebook format itself (roles, solution markers, check tag, stubs) lives in
 :mod:`helpers.cells`.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -103,6 +109,21 @@ def validate(nb, name: str) -> dict:
     return answers
 
 
+#: Environment of the kernel that ``--execute`` starts: saved outputs get no progress bars.
+KERNEL_ENV = {"TQDM_DISABLE": "1"}
+#: Run in that kernel before the notebook: tqdm's notebook bar (what ``tqdm.auto`` gives in a
+#: kernel) sets ``disable=False`` itself and ignores TQDM_DISABLE; make it default to off too.
+KERNEL_STARTUP = ("import functools as _ft, tqdm.notebook as _tn; _tn.tqdm_notebook.__init__ = "
+                  "_ft.partialmethod(_tn.tqdm_notebook.__init__, disable=True); del _ft, _tn")
+
+
+def strip_timing(nb):
+    """Remove ``metadata.execution`` (execution timestamps) from every cell, in place."""
+    for c in nb.cells:
+        c.get("metadata", {}).pop("execution", None)
+    return nb
+
+
 def normalise_solution(nb, name: str):
     """The solutions notebook with canonical header cells, check tags and metadata."""
     nb = copy.deepcopy(nb)
@@ -114,6 +135,7 @@ def normalise_solution(nb, name: str):
     nb.cells = head + body
     for c in nb.cells:
         set_check_tag(c, role(c) == "check")
+    strip_timing(nb)
     nb.metadata.pop("widgets", None)   # saved widget state is noise in the source
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
@@ -138,6 +160,7 @@ def student_copy(nb, name: str, folder: str):
     nb.cells = header_cells(f"{folder}/{name}") + body
     for c in nb.cells:
         _clear(c)
+    strip_timing(nb)
     nb.metadata.pop("widgets", None)
     nb.metadata["language_info"] = {"name": "python"}
     return nb
@@ -166,25 +189,51 @@ def plan(root: Path = course.ROOT, lessons=None) -> dict[Path, str]:
 
 def execute(path: Path, timeout: int = 600) -> None:
     """Run a solutions notebook top to bottom in a fresh kernel and save it with its outputs."""
-    from nbclient import NotebookClient
-
     nb = nbformat.read(path, as_version=4)
     nb = normalise_solution(nb, path.name)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    run_notebook(nb, path.parent, timeout)
     path.write_text(dumps(nb))
+
+
+def run_notebook(nb, cwd: Path, timeout: int = 600):
+    """Execute ``nb`` in place in a fresh kernel started in ``cwd``, with :data:`KERNEL_ENV`;
+    the cells keep no execution timestamps."""
+    from nbclient import NotebookClient
+
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                   extra_arguments=[f"--IPKernelApp.exec_lines={KERNEL_STARTUP!r}"],
+                   resources={"metadata": {"path": str(cwd)}}
+                   ).execute(env={**os.environ, **KERNEL_ENV})
+    return strip_timing(nb)
+
+
+def same_content(current: str | None, text: str) -> bool:
+    """Whether the file text ``current`` is what the build writes (``text``), execution
+    timestamps in ``current`` aside."""
+    if current == text:
+        return True
+    if current is None:
+        return False
+    try:
+        nb = nbformat.reads(current, as_version=4)
+    except Exception:  # noqa: BLE001 - unreadable: stale
+        return False
+    return dumps(strip_timing(nb)) == text
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m helpers.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="fail when a generated file is stale")
     ap.add_argument("--execute", nargs="*", metavar="NOTEBOOK",
-                    help="re-run these solutions notebooks (all when none given) before building")
+                    help="re-run these solutions notebooks (those of --lesson, or all, when none "
+                         "given) before building")
     ap.add_argument("--lesson", action="append", metavar="NN",
                     help="only this lesson (repeatable); default: every lesson")
     args = ap.parse_args(argv)
     if args.execute is not None:
-        targets = [Path(p) for p in args.execute] or sorted(course.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+        targets = [Path(p) for p in args.execute] or sorted(
+            p for p in course.SOLUTIONS.glob("[0-9][0-9]_*.ipynb")
+            if not args.lesson or p.name[:2] in args.lesson)
         for p in targets:
             print(f"executing {p} ...", flush=True)
             execute(p)
@@ -195,10 +244,13 @@ def main(argv=None) -> int:
     except BuildError as e:
         print(f"build error: {e}", file=sys.stderr)
         return 2
-    stale = []
+    stale, timed = [], []
     for path, text in files.items():
         current = path.read_text() if path.exists() else None
         if current != text:
+            if args.check and same_content(current, text):
+                timed.append(path)
+                continue
             stale.append(path)
             if not args.check:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +267,9 @@ def main(argv=None) -> int:
         if stale:
             print("stale generated files (run `python -m helpers.build`):\n  " + "\n  ".join(rel))
             return 1
-        print(f"in sync: {len(files)} notebooks")
+        print(f"in sync: {len(files)} notebooks"
+              + (f" ({len(timed)} still carry execution timestamps; `python -m helpers.build` "
+                 "removes them)" if timed else ""))
         return 0
     print(f"built {len(files)} notebooks" + (f"; updated: {', '.join(rel)}" if rel else "; nothing changed"))
     return 0

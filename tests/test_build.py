@@ -88,3 +88,32 @@ def test_solutions_are_executed_with_check_outputs():
                 assert "nbval-check-output" in c.metadata.get("tags", [])
                 texts = [o.get("data", {}).get("text/plain", "") for o in c.outputs]
                 assert any(t.endswith("passed") for t in texts), f"{path.name}: {c.source}"
+
+
+def test_written_notebooks_carry_no_execution_timestamps():
+    files = build.plan(lessons=[LESSONS[0].name[:2]])
+    for path, text in files.items():
+        nb = nbformat.reads(text, as_version=4)
+        assert all("execution" not in c.metadata for c in nb.cells), path
+
+
+def test_check_ignores_only_execution_timestamps():
+    text = next(iter(build.plan(lessons=[LESSONS[0].name[:2]]).values()))
+    nb = nbformat.reads(text, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00.000000Z"}
+    assert build.same_content(build.dumps(nb), text)
+    code.source += "\n# edited"
+    assert not build.same_content(build.dumps(nb), text)
+    assert not build.same_content(None, text)
+
+
+def test_execute_turns_progress_bars_off(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import os\nfrom tqdm.auto import tqdm\nprint(os.environ.get('TQDM_DISABLE'))\n"
+        "for _ in tqdm(range(3)):\n    pass\nprint({'_ft', '_tn'} & set(dir()))")]
+    build.run_notebook(nb, tmp_path, timeout=120)
+    (out,) = nb.cells[0].outputs          # no progress bar, and the start-up code left no names
+    assert out.output_type == "stream" and out.text == "1\nset()\n"
+    assert "execution" not in nb.cells[0].metadata
