@@ -7,8 +7,10 @@ or folders searched for them. Each submission's answer cells (found by cell meta
 by the name they define when metadata was lost) run under the reference setup and check
 cells from ``solutions/``, in an isolated kernel under nbval; the verdict comes from the
 check's record, judged again here. Writes ``DIR/gradebook.csv`` (one row per submission
-and exercise) and ``DIR/feedback/*.md``. Exit status 0 when every submission was graded,
-whatever the scores; 2 for usage errors.
+and exercise, with the case seed), ``DIR/grades.csv`` (one row per learner: a column per
+exercise and per lesson, total, percentage) and ``DIR/feedback/*.md``. The checks build their
+inputs from a case seed drawn afresh for each run (``--seed N`` reproduces a run). Exit
+status 0 when every submission was graded, whatever the scores; 2 for usage errors.
 
 A learner grades their own work the same way: ``python -m helpers.grade exercises/03_dropout.ipynb``.
 """
@@ -54,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=None, metavar="N",
                     help="case seed the checks build their inputs from (default: a fresh one per "
                          "run, written to gradebook.csv; give it to reproduce a run)")
+    ap.add_argument("--roster", metavar="FILE.csv", default=None,
+                    help="CSV mapping learner names (first folder under the folder given, else "
+                         "the file's stem) to student ids, for grades.csv")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     return ap
 
@@ -69,6 +74,12 @@ def main(argv=None) -> int:
         ap.error("--seed must be in 0 .. 2**32-1")
     if args.memory < 0.5:
         ap.error("--memory must be at least 0.5 GiB")
+    roster = None
+    if args.roster:
+        try:
+            roster = report.read_roster(Path(args.roster))
+        except (OSError, ValueError) as e:
+            ap.error(f"--roster: {e}")
     solutions = Path(args.solutions)
     if not solutions.is_dir():
         ap.error(f"--solutions: no such folder: {solutions}")
@@ -83,6 +94,12 @@ def main(argv=None) -> int:
     report.feedback_names(results)
     report.write_gradebook(results, opts.out)
     report.write_feedback(results, opts.out)
+    report.write_grades(results, opts.out, roster)
+    if roster:
+        unknown = sorted({r.learner for r in results} - set(roster))
+        if unknown:
+            print("grade: not in the roster (no student id in grades.csv): " + ", ".join(unknown),
+                  file=sys.stderr)
     if not args.quiet:
         print(report.summary(results, opts.out))
     return 0

@@ -127,5 +127,105 @@ def summary(results: list[Result], out: Path) -> str:
             score = f"{_num(r.points)}/{_num(r.max_points)}"
             lines.append(f"{sub:<{width}}  {r.lesson or '?':<6}  {score:<7}  {counts['passed']:>6} "
                          f"{counts['failed']:>6} {counts['error']:>5} {counts['timeout']:>7} {counts['missing']:>7}")
-    lines.append(f"gradebook: {out / 'gradebook.csv'}   feedback: {out / 'feedback'}/")
+    lines.append(f"gradebook: {out / 'gradebook.csv'}   grades: {out / 'grades.csv'}   "
+                 f"feedback: {out / 'feedback'}/")
+    seeds = sorted({r.seed for r in results if r.seed is not None})
+    if seeds:
+        lines.append(f"case seed: {seeds[0]} (--seed {seeds[0]} grades again on the same inputs)")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- grades.csv
+
+def read_roster(path: Path) -> dict[str, str]:
+    """``{learner name: student id}`` from a CSV file: columns ``learner`` (or ``name``,
+    ``username``, ``login``) and ``student_id`` (or ``id``, ``sis_id``, ``email``), else the
+    first two columns. Raises ValueError with a readable reason."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{path}: the roster is empty")
+    head = [c.strip().lower() for c in rows[0]]
+    names = ("learner", "name", "username", "login", "user")
+    ids = ("student_id", "id", "sis_id", "student id", "email")
+    ni = next((head.index(n) for n in names if n in head), None)
+    ii = next((head.index(n) for n in ids if n in head), None)
+    if ni is None or ii is None:
+        if len(head) < 2:
+            raise ValueError(f"{path}: the roster needs two columns (learner, student_id)")
+        ni, ii = 0, 1
+        if any(h in names + ids for h in head):
+            rows = rows[1:]
+    else:
+        rows = rows[1:]
+    roster: dict[str, str] = {}
+    for r in rows:
+        if len(r) > max(ni, ii) and r[ni].strip():
+            roster.setdefault(r[ni].strip(), r[ii].strip())
+    return roster
+
+
+def grades_table(results: list[Result], roster: dict[str, str] | None = None):
+    """The wide table: ``(header, rows)``, one row per learner.
+
+    Columns: ``learner``, ``student_id``, one per exercise (points), one per lesson
+    (``lesson_NN``, points), ``total``, ``max_total``, ``percentage``. Every lesson graded in
+    the run counts for every learner (no submission: 0 points). When a learner submitted one
+    lesson more than once, the submission with the most points counts.
+    """
+    from helpers.checks import lesson_exercises
+
+    lessons = sorted({r.lesson for r in results if r.lesson in course.LESSONS})
+    exercises: dict[str, list] = {}
+    for lesson in lessons:
+        try:
+            exercises[lesson] = [(e.id, e.points) for e in lesson_exercises(lesson)]
+        except Exception:  # noqa: BLE001 - fall back to the rows' own ids
+            ids = {}
+            for r in results:
+                for row in r.rows:
+                    if r.lesson == lesson and row.exercise != "-":
+                        ids[row.exercise] = row.max_points
+            exercises[lesson] = list(ids.items())
+    best: dict[tuple, Result] = {}
+    learners: list[str] = list(roster or {})
+    for r in results:
+        who = r.learner or Path(r.submission).stem
+        if who not in learners:
+            learners.append(who)
+        if r.lesson not in exercises:
+            continue
+        key = (who, r.lesson)
+        if key not in best or r.points >= best[key].points:
+            best[key] = r
+    ex_cols = [e for lesson in lessons for e, _ in exercises[lesson]]
+    header = (["learner", "student_id"] + ex_cols + [f"lesson_{l}" for l in lessons]
+              + ["total", "max_total", "percentage"])
+    max_total = sum(p for lesson in lessons for _, p in exercises[lesson])
+    table = []
+    for who in learners:
+        pts: dict[str, float] = {}
+        per_lesson = {}
+        for lesson in lessons:
+            r = best.get((who, lesson))
+            got = {row.exercise: row.points for row in r.rows} if r else {}
+            for e, _ in exercises[lesson]:
+                pts[e] = float(got.get(e, 0.0))
+            per_lesson[lesson] = sum(pts[e] for e, _ in exercises[lesson])
+        total = sum(per_lesson.values())
+        pct = 100.0 * total / max_total if max_total else 0.0
+        table.append([who, (roster or {}).get(who, "")] + [pts[e] for e in ex_cols]
+                     + [per_lesson[l] for l in lessons] + [total, max_total, round(pct, 2)])
+    return header, table
+
+
+def write_grades(results: list[Result], out: Path, roster: dict[str, str] | None = None) -> Path:
+    """``DIR/grades.csv``: the wide table of :func:`grades_table`, for an LMS import."""
+    header, table = grades_table(results, roster)
+    path = out / "grades.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for row in table:
+            w.writerow([_cell(row[0]), _cell(row[1])] + [_num(v) for v in row[2:]])
+    return path

@@ -53,6 +53,7 @@ class Result:
     seconds: float = 0.0
     feedback: str = ""             # file name in DIR/feedback/
     seed: int | None = None        # the case seed it was judged with (gradebook only)
+    learner: str = ""              # first folder under the folder given, else the file's stem
 
     @property
     def points(self) -> float:
@@ -98,8 +99,27 @@ def draw_seed() -> int:
 
 # --------------------------------------------------------------------------- discovery
 
+def learner_of(given: str, path: Path) -> str:
+    """Who a submission belongs to: the first folder under the folder given
+    (``submitted/<learner>/03_dropout.ipynb``, nbgrader's layout), else the file's stem."""
+    p = Path(given)
+    if p.is_dir():
+        try:
+            parts = Path(path).relative_to(p).parts
+        except ValueError:
+            parts = ()
+        if len(parts) > 1:
+            return parts[0]
+    return Path(path).stem
+
+
 def discover(paths) -> list[tuple[str, Path]]:
     """``(label, path)`` of every submission, in the order given (folders: sorted, recursive)."""
+    return [(label, full) for label, full, _ in _discover(paths)]
+
+
+def _discover(paths) -> list[tuple[str, Path, str]]:
+    """``(label, path, learner)`` of every submission (see :func:`discover`)."""
     found, seen = [], set()
     for given in paths:
         p = Path(given)
@@ -120,7 +140,7 @@ def discover(paths) -> list[tuple[str, Path]]:
             key = os.path.realpath(full)
             if key not in seen:
                 seen.add(key)
-                found.append((label, full))
+                found.append((label, full, learner_of(str(given), full)))
     if not found:
         raise UsageError("no notebooks (*.ipynb) found in " + ", ".join(map(str, paths)))
     return found
@@ -471,13 +491,15 @@ def _hide_targets(opts: Options, submissions) -> tuple[list[Path], list[Path]]:
 
 def grade(paths, opts: Options) -> list[Result]:
     """Grade every submission under ``paths``; returns one Result per submission, in order."""
-    subs = discover(paths)
+    found = _discover(paths)
+    subs = [(label, p) for label, p, _ in found]
     opts.case_seed()
     datas = [_read(p) for _, p in subs]           # every byte read before any learner code runs
     refs: dict = {}
     jobs = [prepare(label, p, d, refs, opts) for (label, p), d in zip(subs, datas)]
-    for j in jobs:
+    for j, (_, _, who) in zip(jobs, found):
         j.result.seed = opts.case_seed()
+        j.result.learner = who
     level = sandbox.detect(opts.isolation)
     if opts.isolation == "namespaces" and level == sandbox.LEVEL_PROCESS:
         raise UsageError("--isolation namespaces: this machine cannot run Linux namespaces "
