@@ -30,3 +30,42 @@ def test_both_setup_commands_install_pinned_torch_first():
     for b in setup:
         assert b.index("torch==2.13.0") < b.index("-e ")
     assert any("jupyter lab" in b for b in setup)
+
+
+# conda-forge names of pyproject's PyPI names, where they differ
+CONDA_NAMES = {"torch": "pytorch", "playwright": "playwright-python"}
+
+
+def _environment_yml():
+    """``(conda specs, pip lines)`` of environment.yml (a plain list; no YAML library needed)."""
+    conda, pip, in_pip = [], [], False
+    for line in (course.ROOT / "environment.yml").read_text().splitlines():
+        m = re.match(r"^(\s*)- (.+?)\s*(?:#.*)?$", line)
+        if not m:
+            continue
+        if m.group(2) == "pip:":
+            in_pip = True
+        elif in_pip and len(m.group(1)) > 2:
+            pip.append(m.group(2))
+        else:
+            in_pip = False
+            conda.append(m.group(2))
+    return conda, pip
+
+
+def test_environment_yml_has_every_dependency_of_pyproject_from_conda_forge():
+    import tomllib
+
+    project = tomllib.loads((course.ROOT / "pyproject.toml").read_text())["project"]
+    conda, pip = _environment_yml()
+    assert "python=3.11" in conda and "pip" in conda
+    assert pip == ["-e ."], "pip installs the course itself only"
+    for req in project["dependencies"] + project["optional-dependencies"]["test"]:
+        name, bound = re.match(r"^([A-Za-z0-9_.-]+)\s*(.*)$", req).groups()
+        if name == "torch":
+            (torch_spec,) = [s for s in conda if s.split("=")[0] == "pytorch"]
+            assert torch_spec.endswith("=cpu*"), "the CPU build of pytorch"
+        else:
+            assert f"{CONDA_NAMES.get(name, name)}{bound}" in conda, f"{req} missing or other bound"
+    text = (course.ROOT / "environment.yml").read_text()
+    assert re.search(r"^channels:\n  - conda-forge\n(?!  -)", text, re.M), "conda-forge only"
