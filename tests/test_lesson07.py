@@ -1,5 +1,7 @@
-"""Lesson 07 checks and explorer: correct answers written in different ways pass, common
-mistakes fail with a hint, and the early-stopping explorer computes what it shows."""
+"""Lesson 07 checks and explorer: correct answers written in different ways pass at several case
+seeds, common mistakes fail at each with a hint that names the mistake (and never shows the
+reference expression or the expected value), schedulers from torch are refused, and the
+early-stopping explorer computes what it shows."""
 
 import copy
 import io
@@ -12,8 +14,11 @@ import torch
 from helpers.checks import run
 
 
-def verdict(ex, answer):
-    return run(ex, answer)[0]
+SEEDS = (0, 1, 7, 12345)
+
+
+def verdict(ex, answer, seed=0):
+    return run(ex, answer, seed=seed)[0]
 
 
 # ---------------------------------------------------------------- ex7.1 EarlyStopping
@@ -110,9 +115,10 @@ class ESCopyInPlace:
                 v.copy_(self._saved[k])
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("cls", [ESReference, ESWholeModel, ESCloneAndBytes, ESCopyInPlace])
-def test_ex71_correct(cls):
-    v = verdict("ex7.1", cls)
+def test_ex71_correct(cls, seed):
+    v = verdict("ex7.1", cls, seed)
     assert v.passed, v.text()
 
 
@@ -178,6 +184,16 @@ def _no_min_delta_step(self, val_loss, model):
 def _ties_step(self, val_loss, model):
     self.epoch += 1
     if val_loss <= self.best_loss - self.min_delta:
+        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
+        self.best_state = copy.deepcopy(model.state_dict())
+    else:
+        self.counter += 1
+    return self.counter >= self.patience
+
+
+def _relative_step(self, val_loss, model):
+    self.epoch += 1
+    if val_loss < self.best_loss * (1 - self.min_delta):
         self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
         self.best_state = copy.deepcopy(model.state_dict())
     else:
@@ -255,6 +271,7 @@ def _epoch_minus_one(self, patience, min_delta=0.0):
     (_variant(step=_no_reset_step), "never reset"),
     (_variant(step=_no_min_delta_step), "ignores min_delta"),
     (_variant(step=_ties_step), "Ties count as no improvement"),
+    (_variant(step=_relative_step), "relative threshold"),
     (_variant(step=_one_based_step), "1-based"),
     (_variant(step=_saves_every_step), "exactly when the loss improves"),
     (_variant(step=_params_only_step, restore_best=_params_only_restore), "buffers"),
@@ -263,9 +280,59 @@ def _epoch_minus_one(self, patience, min_delta=0.0):
     (_variant(__init__=_no_init_attrs, step=_step_from_none), "should be inf"),
     (_variant(__init__=_epoch_minus_one), "best_epoch should be None"),
 ])
-def test_ex71_mistakes(cls, hint):
-    v = verdict("ex7.1", cls)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ex71_mistakes(cls, hint, seed):
+    v = verdict("ex7.1", cls, seed)
     assert v.status == "failed" and hint in v.message, v.text()
+    assert "best_loss - min_delta" not in v.message and "best_loss * (1" not in v.message
+
+
+def test_ex71_cases_keep_their_structure_at_every_seed():
+    """The seed moves the losses, never a decision: every variant decides as in the design."""
+    from helpers.checks import lesson07 as L
+    for seed in (*SEEDS, 3, 99):
+        for (label, p, md, design), (_, _, _, losses) in zip(L._ES_DESIGN, L._es_cases(seed)):
+            md = 0.0 if md is None else md
+            assert L._margin(design, md) >= 0.004, label
+            assert [a == b for a in design for b in design] == [a == b for a in losses for b in losses]
+            for name in [None] + [n for n, _ in L._VARIANTS]:
+                want = L._simulate(p, md, design, name)
+                got = L._simulate(p, md, losses, name)
+                assert (got[0], got[2]) == (want[0], want[2]), (seed, label, name)
+    assert L._es_cases(0) != L._es_cases(1)
+
+
+def test_ex71_relative_min_delta_is_told_apart_in_both_directions():
+    """One case has losses near 2.3 (a relative threshold is larger), one near 0.3 (smaller)."""
+    from helpers.checks import lesson07 as L
+    near = {label: (p, md, losses) for label, p, md, losses in L._ES_DESIGN}
+    for label in ("patience=2, min_delta=0.05, losses near 2.3",
+                  "patience=2, min_delta=0.1, losses near 0.3"):
+        p, md, losses = near[label]
+        assert L._simulate(p, md, losses)[0] != L._simulate(p, md, losses, "relative")[0]
+
+
+def test_ex71_hard_coded_best_loss_fails_at_another_seed():
+    """An answer that reports the published seed's best losses passes the self-check only."""
+    from helpers.checks import lesson07 as L
+    published = [losses for _, _, _, losses in L._es_cases(0)]
+
+    class HardCoded(ESReference):
+        made = 0
+
+        def __init__(self, patience, min_delta=0.0):
+            super().__init__(patience, min_delta)
+            self.case = published[HardCoded.made % len(published)]
+            HardCoded.made += 1
+
+        def step(self, val_loss, model):
+            stop = super().step(val_loss, model)
+            self.best_loss = self.case[self.best_epoch]
+            return stop
+
+    assert verdict("ex7.1", HardCoded, 0).passed
+    HardCoded.made = 0
+    assert not verdict("ex7.1", HardCoded, 1).passed
 
 
 def test_ex71_missing_attribute():
@@ -304,12 +371,12 @@ def cos_reference(step, total_steps, lr_max, lr_min=0.0):
 
 def cos_numpy(step, total_steps, lr_max, lr_min=0.0):
     frac = np.float64(step) / total_steps
-    return float(lr_min + 0.5 * (lr_max - lr_min) * (1.0 + np.cos(np.pi * frac)))
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + np.cos(np.pi * frac))   # a NumPy float
 
 
 def cos_torch32(step, total_steps, lr_max, lr_min=0.0):
     t = torch.tensor(step / total_steps, dtype=torch.float32)
-    return (lr_min + (lr_max - lr_min) * (1 + torch.cos(torch.pi * t)) / 2).item()
+    return lr_min + (lr_max - lr_min) * (1 + torch.cos(torch.pi * t)) / 2     # a 0-d float32 tensor
 
 
 def cos_sin_form(step, total_steps, lr_max, lr_min=0.0):
@@ -327,13 +394,25 @@ def cos_scheduler(step, total_steps, lr_max, lr_min=0.0):
     return sch.get_last_lr()[0]
 
 
-@pytest.mark.parametrize("fn", [cos_reference, cos_numpy, cos_torch32, cos_sin_form, cos_scheduler])
-def test_ex72_correct(fn):
-    v = verdict("ex7.2", fn)
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", [cos_reference, cos_numpy, cos_torch32, cos_sin_form])
+def test_ex72_correct(fn, seed):
+    v = verdict("ex7.2", fn, seed)
     assert v.passed, v.text()
 
 
-@pytest.mark.parametrize("fn,hint", [
+# the reference expression of ex7.2 and ex7.3: no hint may contain any of these
+REFERENCE_TEXT = ("1 + cos", "1+cos", "cos(pi * step", "cos(pi*step", "(step + 1) /", "(step+1)/",
+                  "step / warmup", "pi * (step")
+
+
+def _assert_hint(v, hint):
+    assert v.status == "failed" and hint in v.message, v.text()
+    for text in REFERENCE_TEXT:
+        assert text not in v.message, (text, v.message)
+
+
+COS_MISTAKES = [
     (lambda s, T, hi, lo=0.0: cos_reference(s + 1, T, hi, lo), "Off by one step"),
     (lambda s, T, hi, lo=0.0: cos_reference(s - 1, T, hi, lo), "Off by one step"),
     (lambda s, T, hi, lo=0.0: hi * (1 + math.cos(math.pi * s / T)) / 2, "ignores lr_min"),
@@ -343,11 +422,20 @@ def test_ex72_correct(fn):
     (lambda s, T, hi, lo=0.0: lo if s >= T else cos_reference(s, T, hi, lo), "clamps"),
     (lambda s, T, hi, lo=0.0: lo + (hi - lo) * (1 - math.cos(math.pi * s / T)) / 2, "wrong way"),
     (lambda s, T, hi, lo=0.0: (hi - lo) * (1 + math.cos(math.pi * s / T)) / 2, "never added back"),
-    (lambda s, T, hi, lo=0.0: lo + (hi - lo) * (1 + math.cos(s / T)) / 2, "expected the learning rate"),
-])
-def test_ex72_mistakes(fn, hint):
-    v = verdict("ex7.2", fn)
-    assert v.status == "failed" and hint in v.message, v.text()
+    (lambda s, T, hi, lo=0.0: lo + (hi - lo) * (1 + math.cos(s / T)) / 2, "missing a factor pi"),
+    (lambda s, T, hi, lo=0.0: lo + (hi - lo) * (1 + math.cos(math.pi * s / T)) / 2.5, "is too"),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn,hint", COS_MISTAKES)
+def test_ex72_mistakes(fn, hint, seed):
+    _assert_hint(verdict("ex7.2", fn, seed), hint)
+
+
+def test_ex72_generic_hint_shows_no_expected_value():
+    v = verdict("ex7.2", COS_MISTAKES[-1][0])
+    assert "expected" not in v.message and "CosineAnnealingLR" in v.message, v.text()
 
 
 def test_ex72_raising_past_total_is_explained():
@@ -363,6 +451,164 @@ def test_ex72_stub_is_reported():
         raise NotImplementedError("ex7.2: write your answer here")
     v = verdict("ex7.2", stub)
     assert v.status == "error" and "still the stub" in v.message, v.text()
+
+
+def test_ex72_hard_coded_published_values_fail_at_another_seed():
+    from helpers.checks import lesson07 as L
+    table = {(s, T, hi, 0.0 if lo is None else lo): cos_reference(s, T, hi, 0.0 if lo is None else lo)
+             for _, T, hi, lo, steps in L._cos_cases(0) for s in steps}
+
+    def hard_coded(step, total_steps, lr_max, lr_min=0.0):
+        return table.get((step, total_steps, lr_max, lr_min), 0.0)
+
+    assert verdict("ex7.2", hard_coded, 0).passed
+    assert not verdict("ex7.2", hard_coded, 1).passed
+
+
+# ---------------------------------------------------------------- refusing torch's schedulers
+
+def _lambda_lr(step, total_steps, lr_max, lr_min=0.0):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr_max)
+    f = lambda t: (lr_min + (lr_max - lr_min) * (1 + math.cos(math.pi * t / total_steps)) / 2) / lr_max  # noqa: E731
+    sch = torch.optim.lr_scheduler.LambdaLR(opt, f)
+    for _ in range(step):
+        opt.step()
+        sch.step()
+    return opt.param_groups[0]["lr"]
+
+
+def _sequential_answer(step, warmup_steps, total_steps, lr_max, lr_min=0.0):
+    S = torch.optim.lr_scheduler
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr_max)
+    sch = S.SequentialLR(opt, [S.LinearLR(opt, start_factor=1 / warmup_steps,
+                                          total_iters=warmup_steps - 1),
+                               S.CosineAnnealingLR(opt, T_max=total_steps - warmup_steps,
+                                                   eta_min=lr_min)], milestones=[warmup_steps])
+    for _ in range(step):
+        opt.step()
+        sch.step()
+    return opt.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize("ex,fn", [("ex7.2", cos_scheduler), ("ex7.2", _lambda_lr),
+                                   ("ex7.3", _sequential_answer)])
+def test_schedulers_are_refused(ex, fn):
+    v = verdict(ex, fn)
+    assert v.status == "failed" and "library code this exercise asks you to write" in v.message
+    assert "lr_scheduler" in v.message, v.text()
+
+
+def test_scheduler_names_found_in_the_answer_text():
+    from helpers.checks import get
+    for ex in ("ex7.2", "ex7.3"):
+        e = get(ex)
+        assert e.forbidden_in_source("import torch\ndef f(s, T, a, b=0.0):\n"
+                                     "    return torch.optim.lr_scheduler.CosineAnnealingLR")
+        assert e.forbidden_in_source("from torch.optim.lr_scheduler import SequentialLR")
+        assert e.forbidden_in_source("from torch.optim import lr_scheduler")
+        honest = ("import math\ndef f(step, total_steps, lr_max, lr_min=0.0):\n"
+                  "    return lr_min + (lr_max - lr_min) * (1 + math.cos(math.pi * step / total_steps)) / 2")
+        assert e.forbidden_in_source(honest) == []
+
+
+# ---------------------------------------------------------------- ex7.3 warmup_cosine_lr
+
+def wc_reference(step, warmup_steps, total_steps, lr_max, lr_min=0.0):
+    if step < warmup_steps:
+        return lr_max * (step + 1) / warmup_steps
+    return cos_reference(step - warmup_steps, total_steps - warmup_steps, lr_max, lr_min)
+
+
+def wc_numpy(step, warmup_steps, total_steps, lr_max, lr_min=0.0):
+    warm = lr_max * np.minimum(1.0, (step + 1) / warmup_steps)
+    t = max(0, step - warmup_steps) / (total_steps - warmup_steps)
+    cos = lr_min + (lr_max - lr_min) * 0.5 * (1 + np.cos(np.pi * t))
+    return np.where(step < warmup_steps, warm, cos)[()]                      # a NumPy float
+
+
+def wc_float32(step, warmup_steps, total_steps, lr_max, lr_min=0.0):
+    s = torch.tensor(float(step), dtype=torch.float32)
+    if step < warmup_steps:
+        return lr_max * (s + 1) / warmup_steps                                  # 0-d float32
+    t = (s - warmup_steps) / (total_steps - warmup_steps)
+    return lr_min + (lr_max - lr_min) * (1 + torch.cos(math.pi * t)) / 2
+
+
+def wc_linear_factor(step, warmup_steps, total_steps, lr_max, lr_min=0.0):
+    """LinearLR's own view: a factor from 1/w rising by (1 - 1/w)/(w - 1) per step."""
+    if step < warmup_steps:
+        start = 1 / warmup_steps
+        rise = 0.0 if warmup_steps == 1 else (1 - start) * step / (warmup_steps - 1)
+        return lr_max * (start + rise)
+    return cos_sin_form(step - warmup_steps, total_steps - warmup_steps, lr_max, lr_min)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", [wc_reference, wc_numpy, wc_float32, wc_linear_factor])
+def test_ex73_correct(fn, seed):
+    v = verdict("ex7.3", fn, seed)
+    assert v.passed, v.text()
+
+
+def test_ex73_reference_equals_sequential_lr():
+    from helpers.checks import lesson07 as L
+    for seed in SEEDS:
+        for _, w, T, hi, lo in L._wc_cases(seed):
+            lo = 0.0 if lo is None else lo
+            assert 1 <= w < T
+            ref = L._sequential(w, T, hi, lo)
+            ours = [wc_reference(s, w, T, hi, lo) for s in range(T + 1)]
+            assert np.allclose(ours, ref, rtol=1e-12, atol=0)
+
+
+def _wc(warm, cos_shift=0, cos_total=None, lo_used=True, cut=0):
+    def fn(step, w, T, hi, lo=0.0):
+        if step < w + cut:
+            return warm(step, w, hi, lo)
+        total = (T - w) if cos_total is None else cos_total(w, T)
+        return cos_reference(step - w + cos_shift, total, hi, lo if lo_used else 0.0)
+    return fn
+
+
+_up = lambda s, w, hi, lo: hi * (s + 1) / w   # noqa: E731
+
+WC_MISTAKES = [
+    (_wc(lambda s, w, hi, lo: hi * s / w), "warmup starts at 0"),
+    (_wc(_up, cut=1), "off by one at the milestone"),
+    (_wc(_up, cos_shift=1), "off by one at the milestone"),
+    (_wc(_up, cos_total=lambda w, T: T), "only total_steps - warmup_steps are left"),
+    (lambda s, w, T, hi, lo=0.0: _up(s, w, hi, lo) if s < w else cos_reference(s, T - w, hi, lo),
+     "global step"),
+    (_wc(_up, lo_used=False), "ignores lr_min"),
+    (_wc(lambda s, w, hi, lo: (hi - lo) * (s + 1) / w), "lr_max - lr_min"),
+    (_wc(lambda s, w, hi, lo: lo + (hi - lo) * (s + 1) / w), "from lr_min up"),
+    (_wc(lambda s, w, hi, lo: hi * (s + 1) / w * 0.9), "is too low"),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn,hint", WC_MISTAKES)
+def test_ex73_mistakes(fn, hint, seed):
+    _assert_hint(verdict("ex7.3", fn, seed), hint)
+
+
+def test_ex73_stub_and_raise():
+    def stub(step, warmup_steps, total_steps, lr_max, lr_min=0.0):
+        raise NotImplementedError("ex7.3: write your answer here")
+    v = verdict("ex7.3", stub)
+    assert v.status == "error" and "still the stub" in v.message, v.text()
+
+
+def test_ex73_hard_coded_published_values_fail_at_another_seed():
+    from helpers.checks import lesson07 as L
+    table = {(s, w, T, hi): wc_reference(s, w, T, hi, 0.0 if lo is None else lo)
+             for _, w, T, hi, lo in L._wc_cases(0) for s in range(T + 1)}
+
+    def hard_coded(step, warmup_steps, total_steps, lr_max, lr_min=0.0):
+        return table.get((step, warmup_steps, total_steps, lr_max), 0.0)
+
+    assert verdict("ex7.3", hard_coded, 0).passed
+    assert not verdict("ex7.3", hard_coded, 1).passed
 
 
 # ---------------------------------------------------------------- the early-stopping explorer
