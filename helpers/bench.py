@@ -1,16 +1,20 @@
-"""Measure the course against its budgets (DESIGN.md), on the current machine.
+"""Measure the course against its budgets (CONTRIBUTING.md, "Budgets"), on the current machine.
 
     python -m helpers.bench                 # everything; prints a table, writes bench-results.json
     python -m helpers.bench --only training --repeats 7
 
 Measures:
 - each ``solutions/`` notebook run top to bottom in a fresh kernel (wall time), and the sum;
-- grading one submission, and a batch of 20 with ``--jobs 1`` and ``--jobs 2``;
+- grading one submission, and a batch of 20 with ``--jobs 1`` and ``--jobs 2``: wall time and
+  peak memory of each grading run (the largest single process, exact, from
+  ``getrusage(RUSAGE_CHILDREN)`` in a fresh wrapper process; and the whole process tree at
+  once, sampled from ``/proc`` every 50 ms on Linux);
 - the training helper against a bare hand-written loop over the same tensors and against a
   ``DataLoader``/``TensorDataset`` loop with the same batch size: seconds per epoch (median of
   repeats) and the ratios; on CUDA too, when present.
 Budgets: lesson < 30 s, course < 180 s, one submission < 10 s, jobs 2 faster than jobs 1,
-helper <= 1.10 x bare loop, helper faster than the DataLoader loop.
+helper <= 1.10 x bare loop, helper faster than the DataLoader loop. Memory has no budget of
+its own; the report says whether one grading run fits Gradescope's default container (768 MB).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch.nn.functional as F
 from helpers import cells, course
 
 BUDGETS = {"lesson_s": 30.0, "course_s": 180.0, "grade_one_s": 10.0, "helper_vs_bare": 1.10}
+GRADESCOPE_MB = 768   # memory of Gradescope's default autograder container
 
 
 def machine() -> dict:
@@ -73,8 +78,77 @@ def filled_submission(lesson_path: Path, dest: Path) -> Path:
     return dest
 
 
+# Runs one command as its only child and reports its peak memory: ru_maxrss of the waited-for
+# descendants (Linux: KiB) is the largest single process; the tree's sum is sampled from /proc.
+_MEASURE = r"""
+import json, os, resource, subprocess, sys, threading, time
+cmd = json.loads(sys.argv[1])
+
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+def tree_kib(root):
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_KIB
+        except (OSError, ValueError, IndexError):
+            continue
+        todo.extend(children(pid))
+    return total
+
+t0 = time.perf_counter()
+proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+peak, done = [0], threading.Event()
+
+def sample():
+    while not done.wait(0.05):
+        if os.path.isdir(f"/proc/{proc.pid}/task"):
+            peak[0] = max(peak[0], tree_kib(proc.pid))
+
+threading.Thread(target=sample, daemon=True).start()
+out, err = proc.communicate()
+seconds = time.perf_counter() - t0
+done.set()
+ru = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+ru_kib = ru // 1024 if sys.platform == "darwin" else ru
+print(json.dumps({"rc": proc.returncode, "seconds": seconds, "max_rss_kib": ru_kib,
+                  "tree_peak_kib": peak[0] or None, "tail": (out[-2000:] + err[-2000:])}))
+"""
+
+
+def measure(cmd: list[str]) -> dict:
+    """Run ``cmd`` in a fresh wrapper process; its wall time, exit status and peak memory.
+
+    Returns ``{"rc", "seconds", "max_rss_mb", "tree_peak_mb", "tail"}``: ``max_rss_mb`` is the
+    largest resident set of any single process of the run (exact), ``tree_peak_mb`` the
+    largest sum over the run's process tree at one moment (sampled; None without /proc). The
+    sum counts pages shared between processes (torch's libraries) once per process, so it
+    is an upper bound of what a container running the grader needs.
+    """
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, json.dumps(cmd)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    mb = lambda kib: None if kib is None else round(kib / 1024, 1)  # noqa: E731
+    return {"rc": r["rc"], "seconds": round(r["seconds"], 2), "max_rss_mb": mb(r["max_rss_kib"]),
+            "tree_peak_mb": mb(r["tree_peak_kib"]), "tail": r["tail"]}
+
+
 def bench_grading(n_batch: int = 20) -> dict:
-    """Grade one submission, then ``n_batch`` with --jobs 1 and --jobs 2 (wall times)."""
+    """Grade one submission, then ``n_batch`` with --jobs 1 and --jobs 2 (wall times, peak memory)."""
     try:
         import helpers.grade  # noqa: F401
     except ImportError:
@@ -89,19 +163,20 @@ def bench_grading(n_batch: int = 20) -> dict:
         for i in range(n_batch):
             (batch / f"{lesson.stem}_learner{i:02d}.ipynb").write_bytes(one.read_bytes())
 
-        def grade(args):
-            t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "helpers.grade", *args, "--out", str(tmp / "out")],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
-            return round(time.perf_counter() - t0, 2)
+        def grade(args, key):
+            m = measure([sys.executable, "-m", "helpers.grade", *args, "--out", str(tmp / "out")])
+            if m["rc"] != 0:
+                raise RuntimeError(m["tail"])
+            res[f"{key}_s"] = m["seconds"]
+            res[f"{key}_max_rss_mb"] = m["max_rss_mb"]
+            res[f"{key}_tree_peak_mb"] = m["tree_peak_mb"]
+            tree = "" if m["tree_peak_mb"] is None else f", process tree {m['tree_peak_mb']:.0f} MB"
+            return f"{m['seconds']:6.1f} s   peak memory: largest process {m['max_rss_mb']:.0f} MB{tree}"
 
-        res["one_submission_s"] = grade([str(one)])
-        print(f"  one submission         {res['one_submission_s']:6.1f} s", flush=True)
+        print(f"  one submission         {grade([str(one)], 'one_submission')}", flush=True)
         for jobs in (1, 2):
-            res[f"batch{n_batch}_jobs{jobs}_s"] = grade([str(batch), "--jobs", str(jobs)])
-            print(f"  {n_batch} submissions, jobs {jobs} {res[f'batch{n_batch}_jobs{jobs}_s']:6.1f} s", flush=True)
+            line = grade([str(batch), "--jobs", str(jobs)], f"batch{n_batch}_jobs{jobs}")
+            print(f"  {n_batch} submissions, jobs {jobs} {line}", flush=True)
     res["per_submission_jobs2_s"] = round(res[f"batch{n_batch}_jobs2_s"] / n_batch, 2)
     res["jobs2_speedup"] = round(res[f"batch{n_batch}_jobs1_s"] / res[f"batch{n_batch}_jobs2_s"], 2)
     return res
@@ -218,6 +293,12 @@ def verdicts(res: dict) -> list[str]:
                      + ("met" if g["one_submission_s"] < BUDGETS["grade_one_s"] else "NOT met"))
         lines.append(f"jobs 2 vs jobs 1 speed-up x{g['jobs2_speedup']:.2f}: "
                      + ("met" if g["jobs2_speedup"] > 1.0 else "NOT met"))
+        peak = g.get("one_submission_tree_peak_mb") or g.get("one_submission_max_rss_mb")
+        if peak:
+            what = "process tree" if g.get("one_submission_tree_peak_mb") else "largest process"
+            lines.append(f"grading one submission, peak memory ({what}) {peak:.0f} MB: "
+                         + ("fits" if peak < GRADESCOPE_MB else "does NOT fit")
+                         + f" Gradescope's default container ({GRADESCOPE_MB} MB)")
     for dev in ("training_cpu", "training_cuda"):
         for name, r in (res.get(dev) or {}).items():
             ok = r["helper_vs_bare"] <= BUDGETS["helper_vs_bare"] and r["helper_vs_dataloader"] < 1.0
