@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import cells, course
 
@@ -214,8 +215,6 @@ def _bare_loop(model, data, epochs, batch_size, lr, seed):
 
 def _dataloader_loop(model, data, epochs, batch_size, lr, seed):
     """The textbook DataLoader loop over a TensorDataset, same evaluation."""
-    from torch.utils.data import DataLoader, TensorDataset
-
     x, y = data.x_train, data.y_train
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,

@@ -24,7 +24,7 @@ def seed_everything(seed: int) -> torch.Generator:
     explicit generator.
     """
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)           # NumPy's legacy seed must be below 2**32
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
 
