@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.checks import run
+from helpers.checks import get, run
+
+SEEDS = (0, 1, 7, 12345)
+
+
+@pytest.fixture(params=SEEDS)
+def seed(request):
+    """Every check test runs at several case seeds."""
+    return request.param
 
 # some wrong answers below take an unbiased variance of a single value on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:var\\(\\):UserWarning")
@@ -74,16 +82,16 @@ def bn_loop(x, gamma, beta, running_mean, running_var, training, momentum=0.1, e
     return [torch.stack(ys, 1), torch.stack(rms), torch.stack(rvs)]
 
 
-@pytest.mark.parametrize("fn", [bn_reference, bn_numpy, bn_via_torch, bn_loop])
-def test_ex41_correct_answers_pass(fn):
-    verdict, _ = run("ex4.1", fn)
+@pytest.mark.parametrize("fn", [bn_reference, bn_numpy, bn_loop])
+def test_ex41_correct_answers_pass(fn, seed):
+    verdict, _ = run("ex4.1", fn, seed=seed)
     assert verdict.status == "passed", verdict.message
 
 
-def test_ex41_stub_is_reported():
+def test_ex41_stub_is_reported(seed):
     def stub(*args, **kwargs):
         raise NotImplementedError("ex4.1: write your answer here")
-    verdict, _ = run("ex4.1", stub)
+    verdict, _ = run("ex4.1", stub, seed=seed)
     assert verdict.status == "error" and "still the stub" in verdict.message
 
 
@@ -136,50 +144,50 @@ MISTAKES_41 = [
     ("per-sample statistics", make_bn(axes=lambda x: list(range(1, x.dim()))), "that is layer norm"),
     ("4-D statistics over N only", make_bn(axes=lambda x: [0]), "over the batch axis only"),
     ("buffers mutated in place", make_bn(inplace=True), "changed the running_mean and running_var tensor"),
-    ("F.batch_norm on the given buffers", bn_functional_inplace, "changed the running_mean and running_var tensor"),
+    ("F.batch_norm on the given buffers", bn_functional_inplace, "library code"),
     ("buffers updated in eval", make_bn(update_in_eval=True), "changed in eval mode"),
     ("buffers updated in eval, then used", make_bn(update_in_eval=True, eval_batch="updated"), "changed in eval mode"),
 ]
 
 
 @pytest.mark.parametrize("name,fn,phrase", MISTAKES_41, ids=[m[0] for m in MISTAKES_41])
-def test_ex41_mistakes_fail_with_hint(name, fn, phrase):
-    verdict, _ = run("ex4.1", fn)
+def test_ex41_mistakes_fail_with_hint(name, fn, phrase, seed):
+    verdict, _ = run("ex4.1", fn, seed=seed)
     assert verdict.status == "failed", (name, verdict)
     assert phrase in verdict.message, (name, verdict.message)
 
 
-def test_ex41_other_wrong_answers():
+def test_ex41_other_wrong_answers(seed):
     def no_tuple(x, *a, **k):
         return x
-    v, _ = run("ex4.1", no_tuple)
+    v, _ = run("ex4.1", no_tuple, seed=seed)
     assert v.status == "failed" and "tuple of three tensors" in v.message
 
     def running_in_train(x, gamma, beta, rm, rv, training, momentum=0.1, eps=1e-5):
         y, _, _ = bn_reference(x, gamma, beta, rm, rv, False, momentum, eps)
         _, nrm, nrv = bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)
         return y, nrm, nrv
-    v, _ = run("ex4.1", running_in_train)
+    v, _ = run("ex4.1", running_in_train, seed=seed)
     assert v.status == "failed" and "current batch" in v.message
 
     def no_update(x, gamma, beta, rm, rv, training, momentum=0.1, eps=1e-5):
         return bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)[0], rm, rv
-    v, _ = run("ex4.1", no_update)
+    v, _ = run("ex4.1", no_update, seed=seed)
     assert v.status == "failed" and "not updated in training mode" in v.message
 
     def float32(x, *a, **k):
         y, rm, rv = bn_reference(x.float(), *(t.float() if torch.is_tensor(t) else t for t in a), **k)
         return y, rm, rv
-    v, _ = run("ex4.1", float32)
-    assert v.status == "failed" and "dtype of x" in v.message
+    v, _ = run("ex4.1", float32, seed=seed)
+    assert v.status == "failed" and "float32" in v.message and "dtype" in v.message, v.message
 
     def swapped(x, gamma, beta, *a, **k):
         return bn_reference(x, beta, gamma, *a, **k)
-    v, _ = run("ex4.1", swapped)
+    v, _ = run("ex4.1", swapped, seed=seed)
     assert v.status == "failed" and "gamma and beta are swapped" in v.message
 
 
-def test_ex41_forged_record_must_hold_correct_values():
+def test_ex41_forged_record_must_hold_correct_values(seed):
     from helpers.checks.core import get
     _, record = run("ex4.1", make_bn(flip=True))
     verdict = get("ex4.1").run_judge(record)
@@ -267,29 +275,98 @@ class BNReassign(nn.Module):
         return out if x.dim() == 2 else out.transpose(1, 2)
 
 
-@pytest.mark.parametrize("cls", [BNReference, BNViaFunctional, BNReassign])
-def test_ex42_correct_answers_pass(cls):
+class BNCallsOwnBatchNorm(nn.Module):
+    """Calls a from-scratch batch_norm (the learner's ex4.1): allowed."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0))
+
+    def forward(self, x):
+        factor = 0.0
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.item()
+        y, rm, rv = bn_reference(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                 self.training, factor, self.eps)
+        if self.training:
+            with torch.no_grad():
+                self.running_mean.copy_(rm)
+                self.running_var.copy_(rv)
+        return y
+
+
+@pytest.mark.parametrize("cls", [BNReference, BNReassign, BNCallsOwnBatchNorm])
+def test_ex42_correct_answers_pass(cls, seed):
+    verdict, _ = run("ex4.2", cls, seed=seed)
+    assert verdict.status == "passed", verdict.message
+
+
+class BNSubclass(nn.BatchNorm1d):
+    pass
+
+
+class BNWrapper(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.inner = nn.BatchNorm1d(num_features, eps=eps, momentum=momentum)
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("cls", [nn.BatchNorm1d, BNSubclass, BNWrapper, BNViaFunctional])
+def test_ex42_library_is_refused(cls):
     verdict, _ = run("ex4.2", cls)
-    assert verdict.status == "passed", verdict.message
+    assert verdict.status == "failed" and "library code" in verdict.message, verdict.message
+    assert "exercise 4.1" in verdict.message
 
 
-def test_ex42_torch_itself_passes():
-    verdict, _ = run("ex4.2", nn.BatchNorm1d)
-    assert verdict.status == "passed", verdict.message
+@pytest.mark.parametrize("fn", [bn_via_torch, bn_functional_inplace])
+def test_ex41_library_is_refused(fn):
+    verdict, _ = run("ex4.1", fn)
+    assert verdict.status == "failed" and "library code" in verdict.message, verdict.message
 
 
-def test_ex42_stub_is_reported():
+def test_ex41_library_in_source_is_found():
+    ex = get("ex4.1")
+    assert ex.forbidden_in_source("def batch_norm(x, *a):\n    return F.batch_norm(x, *a)\n")
+    assert ex.forbidden_in_source("from torch.nn.functional import batch_norm as bn\n")
+    assert not ex.forbidden_in_source("def batch_norm(x, g, b, rm, rv, training):\n"
+                                      "    return x.mean(0)\n")
+
+
+@pytest.mark.parametrize("shape_case", ["(6, 5, 3, 4) input", "(3, 5, 2, 3) input"])
+def test_ex41_errors_say_which_case(shape_case, seed):
+    """A 2-D-only answer raises on 4-D input: the message names the case, its shape and what
+    it is about (issue 14)."""
+    def two_d_only(x, gamma, beta, rm, rv, training, momentum=0.1, eps=1e-5):
+        if x.dim() == 2:
+            return bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)
+        mean = x.mean(0)
+        return (x - mean) * gamma + beta, rm, rv
+    v, _ = run("ex4.1", two_d_only, seed=seed)
+    assert v.status == "error", v.text()
+    assert "input: statistics over every axis but 1" in v.message and "(6, 5, 3, 4)" in v.message, v.message
+
+
+def test_ex42_stub_is_reported(seed):
     class Stub(nn.Module):
         def __init__(self, num_features, eps=1e-5, momentum=0.1):
             super().__init__()
             raise NotImplementedError("ex4.2: write your answer here")
-    verdict, _ = run("ex4.2", Stub)
+    verdict, _ = run("ex4.2", Stub, seed=seed)
     assert verdict.status == "error" and "still the stub" in verdict.message
 
     class WrongSignature(nn.Module):
         def __init__(self, num_features, momentum, eps):
             super().__init__()
-    verdict, _ = run("ex4.2", WrongSignature)
+    verdict, _ = run("ex4.2", WrongSignature, seed=seed)
     assert verdict.status == "error" and "the constructor is" in verdict.message
 
 
@@ -387,25 +464,25 @@ MISTAKES_42 = [
 
 
 @pytest.mark.parametrize("name,cls,phrase", MISTAKES_42, ids=[m[0] for m in MISTAKES_42])
-def test_ex42_mistakes_fail_with_hint(name, cls, phrase):
-    verdict, _ = run("ex4.2", cls)
+def test_ex42_mistakes_fail_with_hint(name, cls, phrase, seed):
+    verdict, _ = run("ex4.2", cls, seed=seed)
     assert verdict.status == "failed", (name, verdict)
     assert phrase in verdict.message, (name, verdict.message)
 
 
-def test_ex42_not_a_module():
+def test_ex42_not_a_module(seed):
     class Plain:
         def __init__(self, num_features, eps=1e-5, momentum=0.1):
             pass
-    v, _ = run("ex4.2", Plain)
+    v, _ = run("ex4.2", Plain, seed=seed)
     assert v.status == "failed" and "subclass nn.Module" in v.message
 
 
-def test_ex42_record_is_small():
+def test_ex42_record_is_small(seed):
     import json
-    _, record = run("ex4.2", BNReference)
+    _, record = run("ex4.2", BNReference, seed=seed)
     assert len(json.dumps(record)) < 2_000_000
-    _, record = run("ex4.1", bn_reference)
+    _, record = run("ex4.1", bn_reference, seed=seed)
     assert len(json.dumps(record)) < 2_000_000
 
 
@@ -443,3 +520,186 @@ def test_running_stats_explorer_responds_to_its_controls():
     e.cumulative.value = True                           # momentum=None never forgets the first 100
     assert e.momentum is None
     assert e.lag is None and e.final_error > 0.5
+
+
+# ------------------------------------------------------------------ ex4.3 batch_norm_backward
+
+def bwd_reference(dy, x, gamma, eps=1e-5):
+    n = x.shape[0]
+    mean = x.mean(0)
+    s = torch.sqrt(x.var(0, unbiased=False) + eps)
+    xh = (x - mean) / s
+    dx = gamma / (n * s) * (n * dy - dy.sum(0) - xh * (dy * xh).sum(0))
+    return dx, (dy * xh).sum(0), dy.sum(0)
+
+
+def bwd_staged(dy, x, gamma, eps=1e-5):
+    """The CS231n staged graph: through x_hat, var and mean one after another."""
+    n = x.shape[0]
+    mu = x.mean(0, keepdim=True)
+    xc = x - mu
+    var = (xc ** 2).mean(0, keepdim=True)
+    std = (var + eps).sqrt()
+    xh = xc / std
+    dxh = dy * gamma
+    dvar = (dxh * xc * -0.5 * (var + eps) ** -1.5).sum(0, keepdim=True)
+    dmu = (-dxh / std).sum(0, keepdim=True) + dvar * (-2 * xc).mean(0, keepdim=True)
+    dx = dxh / std + dvar * 2 * xc / n + dmu / n
+    return dx, (dy * xh).sum(0), dy.sum(0)
+
+
+def bwd_numpy(dy, x, gamma, eps=1e-5):
+    d, a, g = dy.numpy(), x.numpy(), gamma.numpy()
+    xh = (a - a.mean(0)) / np.sqrt(a.var(0) + eps)
+    dxh = d * g
+    dx = (dxh - dxh.mean(0) - xh * (dxh * xh).mean(0)) / np.sqrt(a.var(0) + eps)
+    return torch.from_numpy(dx), torch.from_numpy((d * xh).sum(0)), torch.from_numpy(d.sum(0))
+
+
+@pytest.mark.parametrize("fn", [bwd_reference, bwd_staged, bwd_numpy])
+def test_ex43_correct(fn, seed):
+    v, _ = run("ex4.3", fn, seed=seed)
+    assert v.passed, v.text()
+
+
+def _bwd_variant(how):
+    def fn(dy, x, gamma, eps=1e-5):
+        n = x.shape[0]
+        mean = x.mean(0)
+        var = x.var(0, unbiased=(how == "unbiased"))
+        s = var.sqrt() + eps if how == "eps_outside" else torch.sqrt(var + eps)
+        xh = (x - mean) / s
+        dx = gamma / (n * s) * (n * dy - dy.sum(0) - xh * (dy * xh).sum(0))
+        if how == "direct":
+            dx = gamma * dy / s
+        if how == "no_var":
+            dx = gamma / s * (dy - dy.mean(0))
+        if how == "no_mean":
+            dx = gamma / s * (dy - xh * (dy * xh).mean(0))
+        dgamma = dy.sum(0) if how == "dgamma" else (dy * xh).sum(0)
+        if how == "axis1":
+            c = x.shape[1]
+            m1, s1 = x.mean(1, keepdim=True), torch.sqrt(x.var(1, unbiased=False, keepdim=True) + eps)
+            xh1 = (x - m1) / s1
+            dx = gamma / (c * s1) * (c * dy - dy.sum(1, keepdim=True) - xh1 * (dy * xh1).sum(1, keepdim=True))
+        if how == "not_summed":
+            return dx, dy * xh, dy
+        return dx, dgamma, dy.sum(0)
+    return fn
+
+
+def _bwd_autograd(dy, x, gamma, eps=1e-5):
+    x = x.clone().requires_grad_(True)
+    g = gamma.clone().requires_grad_(True)
+    mean = x.mean(0)
+    y = g * (x - mean) / torch.sqrt(x.var(0, unbiased=False) + eps)
+    y.backward(dy)
+    return x.grad, g.grad, dy.sum(0)
+
+
+@pytest.mark.parametrize("how,phrase", [
+    ("unbiased", "unbiased variance"),
+    ("eps_outside", "inside the square root"),
+    ("direct", "only the direct path"),
+    ("no_var", "through the batch variance is missing"),
+    ("no_mean", "through the batch mean is missing"),
+    ("dgamma", "dgamma is the sum of dy alone"),
+    ("axis1", "wrong axis"),
+    ("not_summed", "Sum over the batch axis"),
+])
+def test_ex43_mistakes(how, phrase, seed):
+    v, _ = run("ex4.3", _bwd_variant(how), seed=seed)
+    assert v.status == "failed" and phrase in v.message, v.text()
+
+
+def test_ex43_autograd_is_refused():
+    v, _ = run("ex4.3", _bwd_autograd)
+    assert v.status == "failed" and "library code" in v.message and "torch.Tensor.backward" in v.message, v.text()
+
+
+def test_ex43_float32_is_a_dtype_message():
+    v, _ = run("ex4.3", lambda dy, x, g, eps=1e-5: tuple(t.float() for t in bwd_reference(dy, x, g, eps)))
+    assert v.status == "failed" and "float32" in v.message, v.text()
+
+
+# ------------------------------------------------------------------ ex4.4 layer_norm
+
+def ln_reference(x, gamma, beta, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+
+
+def ln_var_mean(x, gamma, beta, eps=1e-5):
+    var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+    return torch.addcmul(beta, gamma, (x - mean) * torch.rsqrt(var + eps))
+
+
+def ln_numpy(x, gamma, beta, eps=1e-5):
+    a = x.numpy()
+    flat = a.reshape(-1, a.shape[-1])
+    y = (flat - flat.mean(1, keepdims=True)) / np.sqrt(flat.var(1, keepdims=True) + eps)
+    return torch.from_numpy(y.reshape(a.shape) * gamma.numpy() + beta.numpy())
+
+
+@pytest.mark.parametrize("fn", [ln_reference, ln_var_mean, ln_numpy])
+def test_ex44_correct(fn, seed):
+    v, _ = run("ex4.4", fn, seed=seed)
+    assert v.passed, v.text()
+
+
+@pytest.mark.parametrize("fn,phrase", [
+    (lambda x, g, b, eps=1e-5: g * (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps) + b,
+     "batch axis"),
+    (lambda x, g, b, eps=1e-5: g * (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps) + b,
+     "unbiased variance"),
+    (lambda x, g, b, eps=1e-5: g * (x - x.mean(-1, keepdim=True)) / (x.var(-1, unbiased=False, keepdim=True).sqrt() + eps) + b,
+     "inside the square root"),
+    (lambda x, g, b, eps=1e-5: ln_reference(x, b, g, eps), "swapped"),
+    (lambda x, g, b, eps=1e-5: ln_reference(x, g, b, eps).float(), "float32"),
+    (lambda x, g, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], g, b, eps), "library code"),
+    (lambda x, g, b, eps=1e-5: nn.LayerNorm(x.shape[-1], eps=eps).double()(x) * g + b, "library code"),
+])
+def test_ex44_mistakes(fn, phrase, seed):
+    v, _ = run("ex4.4", fn, seed=seed)
+    assert v.status in ("failed", "error") and phrase in v.message, v.text()
+
+
+def test_ex44_3d_over_all_axes_is_named():
+    def all_axes(x, g, b, eps=1e-5):
+        dims = tuple(range(1, x.dim()))
+        m = x.mean(dims, keepdim=True)
+        v = x.var(dims, unbiased=False, keepdim=True)
+        return g * (x - m) / torch.sqrt(v + eps) + b
+    v, _ = run("ex4.4", all_axes)
+    assert v.status == "failed" and "last dimension only" in v.message, v.text()
+
+
+# ------------------------------------------------------------------ case seeds and hints
+
+def test_hard_coded_answers_fail_at_another_seed():
+    """An answer replaying the published (seed 0) outputs passes seed 0 and fails seed 1."""
+    from helpers.checks.lesson04 import _ln_cases
+    table = {x.tobytes(): ln_reference(torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b), eps)
+             for _, x, g, b, eps in _ln_cases(0)}
+
+    def replay(x, g, b, eps=1e-5):
+        return table.get(x.numpy().tobytes(), torch.zeros_like(x))
+    assert run("ex4.4", replay, seed=0)[0].passed
+    assert not run("ex4.4", replay, seed=1)[0].passed
+
+
+REFERENCE_PHRASES = ("(x - mean) / sqrt(var + eps)", "gamma / (N * s)", "N * dy - sum",
+                     "dy * x_hat", "x.var(", "x.mean(")
+
+
+def test_hints_never_give_the_reference_expression():
+    """Every hint the mistakes above produce, scanned for the reference expressions of ex4.1,
+    ex4.3 and ex4.4."""
+    fns = [("ex4.1", f) for _, f, _ in MISTAKES_41] + \
+          [("ex4.3", _bwd_variant(h)) for h in ("unbiased", "eps_outside", "direct", "no_var",
+                                                 "no_mean", "dgamma", "axis1")]
+    for ex, fn in fns:
+        msg = run(ex, fn, seed=3)[0].message
+        for phrase in REFERENCE_PHRASES:
+            assert phrase not in msg, (ex, phrase, msg)

@@ -1,4 +1,9 @@
-"""Checks for lesson 04 (batch norm): ex4.1 batch_norm, ex4.2 BatchNorm1d.
+"""Checks for lesson 04 (batch norm): ex4.1 batch_norm, ex4.2 BatchNorm1d, ex4.3
+batch_norm_backward, ex4.4 layer_norm.
+
+Every probe and judge builds its inputs from the case seed (``case_rng(seed, salt)``): the
+shapes, the almost-constant channel, the exactly constant channel and the batch of one are
+there at every seed; the values, gamma, beta and the running statistics vary with it.
 
 The probe feeds float64 tensors (so a reference in float64 can be strict) and records what
 came back, plus flags: "an input tensor was changed", the names of parameters and buffers,
@@ -13,19 +18,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers.checks.core import Fail, Raised, Value, as_array, capture, close, exercise, max_err, unwrap
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.checks.core import (Fail, Raised, Value, as_array, capture, case_rng, close, exercise,
+                                 expect_array, match_mistake, max_err, unwrap)
 
 RTOL, ATOL = 1e-5, 1e-6
 
-GAMMA5 = np.array([1.5, -0.7, 2.0, 0.3, 1.1])
-BETA5 = np.array([0.2, -1.0, 0.5, 0.0, 3.0])
-RM5 = np.array([0.5, -0.2, 1.0, 0.0, 2.0])
-RV5 = np.array([1.5, 0.8, 2.0, 0.5, 1.2])
+BN_FORBID = ("torch.nn.functional.batch_norm", "torch.batch_norm",
+             "torch.nn.modules.batchnorm._BatchNorm.forward")
+BN_HINT = ("per channel, the mean and the (biased) variance of the batch, the normalised "
+           "values, then the scale and shift; the running statistics are a moving average. "
+           "No F.batch_norm, no nn.BatchNorm module (subclass or wrapper).")
+
+
+def _affine(rng, C):
+    """gamma (one negative entry, none near 0), beta, running mean and running variance."""
+    g = rng.uniform(0.3, 2.0, C) * np.where(np.arange(C) == 1, -1.0, 1.0)
+    b = rng.uniform(-1.0, 1.0, C)
+    rm = rng.uniform(-1.0, 2.0, C)
+    rv = rng.uniform(0.5, 2.0, C)
+    return g, b, rm, rv
 
 
 def _t(a):
     """A float64 CPU tensor (a copy)."""
-    import torch
     return torch.tensor(np.asarray(a, dtype=np.float64))
 
 
@@ -40,6 +59,12 @@ def _sample(rng, shape, loc, scale):
 # channel 3 of five: almost constant (variance about 1e-6, where eps = 1e-5 matters)
 LOC5 = [0.5, -3.0, 0.0, 2.0, 1.0]
 SCALE5 = [1.0, 4.0, 0.3, 1e-3, 2.0]
+
+
+def _loc_scale(rng, loc, scale):
+    """Per-channel locations and scales near the given ones (the tiny scale stays tiny)."""
+    return (np.asarray(loc) + rng.uniform(-0.5, 0.5, len(loc)),
+            np.asarray(scale) * rng.uniform(0.7, 1.4, len(scale)))
 
 
 # ------------------------------------------------------------------ numpy variants for the hints
@@ -88,14 +113,14 @@ def _y_candidates(x, g, b, rm, rv, training, eps, eval_factors=()):
     mean, var, uvar, _ = _batch_stats(x)
     M, V, U = _b(mean, x), _b(var, x), _b(uvar, x)
     RM, RV = _b(rm, x), _b(rv, x)
-    eps_in = ("eps belongs inside the square root: (x - mean) / sqrt(var + eps), not "
-              "(x - mean) / (sqrt(var) + eps). It shows on a channel whose values are almost "
+    eps_in = ("eps belongs inside the square root (it is added to the variance), not to the "
+              "standard deviation after it. It shows on a channel whose values are almost "
               "constant (variance near eps) and when eps is large.")
-    no_eps = ("eps is missing: divide by sqrt(var + eps). Without it a channel whose values "
+    no_eps = ("eps is missing from the denominator. Without it a channel whose values "
               "are (almost) constant blows up.")
-    no_sqrt = "divide by the standard deviation sqrt(var + eps), not by the variance."
-    swapped = "gamma and beta are swapped: y = gamma * x_hat + beta (gamma scales, beta shifts)."
-    no_aff = "gamma and beta were not applied: y = gamma * x_hat + beta, one gamma and beta per channel."
+    no_sqrt = "divide by the standard deviation (with eps inside the root), not by the variance."
+    swapped = "gamma and beta are swapped: gamma scales the normalised values, beta shifts them."
+    no_aff = "gamma and beta were not applied: one scale and one shift per channel."
     out = []
     if training:
         out += [(_norm(x, M, U, G, B, eps),
@@ -167,7 +192,8 @@ def _explain_y(label, y, ref, x, g, b, rm, rv, training, eps, dtype=None, eval_f
     how = ("the batch mean and biased batch variance of each channel (over N, and L or H, W)"
            if training else "running_mean and running_var")
     raise Fail(f"{label} ({mode} mode): wrong output y (largest difference "
-               f"{max_err(y, ref):.3g}). Expected gamma * (x - mean) / sqrt(var + eps) + beta "
+               f"{max_err(y, ref):.3g}). Expected the values normalised per channel, then scaled by "
+               f"gamma and shifted by beta, "
                f"with {how}.{extra}")
 
 
@@ -183,9 +209,9 @@ def _explain_running(label, got_rm, got_rv, x, rm, rv, factor, ref_rm, ref_rv, e
         if got.shape != (C,):
             raise Fail(f"{label}: {what} has shape {got.shape}, expected ({C},): one value per "
                        "channel.")
-    flip = ("momentum is the weight of the *new* batch statistic in PyTorch: running = "
-            "(1 - momentum) * running + momentum * batch. You gave the new value the weight "
-            "1 - momentum (Keras writes it the other way: its momentum=0.99 is torch's 0.01).")
+    flip = ("momentum is the weight of the *new* batch statistic in PyTorch (the old running "
+            "value keeps the rest). You gave the new value the weight 1 - momentum (Keras "
+            "writes it the other way: its momentum=0.99 is torch's 0.01).")
     if not close(got_rm, ref_rm, RTOL, ATOL):
         for f, hint in extra:
             if close(got_rm, (1 - f) * rm + f * mean, RTOL, ATOL):
@@ -193,14 +219,14 @@ def _explain_running(label, got_rm, got_rv, x, rm, rv, factor, ref_rm, ref_rv, e
         if factor < 1 and close(got_rm, factor * rm + (1 - factor) * mean, RTOL, ATOL):
             raise Fail(f"{label}: wrong running_mean; {flip}")
         if close(got_rm, rm, RTOL, ATOL):
-            raise Fail(f"{label}: running_mean was not updated in training mode; new running "
-                       "mean = (1 - momentum) * running_mean + momentum * batch_mean.")
+            raise Fail(f"{label}: running_mean was not updated in training mode; each training "
+                       "step moves it toward the batch mean by the fraction momentum.")
         if factor < 1 and close(got_rm, mean, RTOL, ATOL):
             raise Fail(f"{label}: running_mean was replaced by the batch mean; it is an "
-                       "exponential moving average: (1 - momentum) * running_mean + momentum * "
-                       "batch_mean.")
+                       "exponential moving average that keeps most of its old value.")
         raise Fail(f"{label}: wrong running_mean (largest difference {max_err(got_rm, ref_rm):.3g}"
-                   f"); expected (1 - m) * running_mean + m * batch_mean with m = {factor:.4g}.")
+                   f"); expected a moving average of the batch means whose new batch has weight "
+                   f"{factor:.4g}.")
     if not close(got_rv, ref_rv, RTOL, ATOL):
         biased = ("running_var must be updated with the *unbiased* batch variance (the biased "
                   f"one times n / (n - 1), here n = {n} values per channel), while the "
@@ -222,8 +248,8 @@ def _explain_running(label, got_rm, got_rv, x, rm, rv, factor, ref_rm, ref_rv, e
             raise Fail(f"{label}: running_var tracks the standard deviation; it must track the "
                        "(unbiased) variance.")
         raise Fail(f"{label}: wrong running_var (largest difference {max_err(got_rv, ref_rv):.3g}"
-                   f"); expected (1 - m) * running_var + m * unbiased_batch_var with m = "
-                   f"{factor:.4g}.")
+                   f"); expected a moving average of the unbiased batch variances whose new batch has "
+                   f"weight {factor:.4g}.")
 
 
 def _explain_eval_buffers(label, got_rm, got_rv, rm, rv):
@@ -239,34 +265,48 @@ def _explain_eval_buffers(label, got_rm, got_rv, rm, rv):
 
 # ------------------------------------------------------------------ ex4.1
 
-def _bn_cases():
+# what each input shape is about, for messages on errors
+ABOUT = {2: "statistics over the batch axis 0, one per channel (dim 1)",
+         3: "statistics over every axis but 1 (N and L)",
+         4: "statistics over every axis but 1 (N, H and W)"}
+
+
+def _about(x):
+    return f"a {tuple(x.shape)} input: {ABOUT.get(x.ndim, 'one statistic per channel (dim 1)')}"
+
+
+def _bn_cases(seed):
     """(label, x, gamma, beta, running_mean, running_var, training, momentum, eps); momentum
     None means: call with the defaults (momentum=0.1, eps=1e-5 not passed)."""
-    rng = np.random.default_rng(4101)
-    x1 = _sample(rng, (8, 5), LOC5, SCALE5)
-    x2 = _sample(rng, (6, 5, 3, 4), LOC5, SCALE5)
-    x3 = _sample(rng, (7, 5), LOC5, SCALE5)
-    x4 = _sample(rng, (3, 5, 2, 3), LOC5, SCALE5)
-    x5 = _sample(rng, (2, 5), LOC5, SCALE5)
-    x5[:, 4] = 1.25                                   # an exactly constant channel
-    g, b, rm, rv = GAMMA5, BETA5, RM5, RV5
+    rng = case_rng(seed, 4101)
+    loc, scale = _loc_scale(rng, LOC5, SCALE5)
+    x1 = _sample(rng, (8, 5), loc, scale)
+    x2 = _sample(rng, (6, 5, 3, 4), loc, scale)
+    x3 = _sample(rng, (7, 5), loc, scale)
+    x4 = _sample(rng, (3, 5, 2, 3), loc, scale)
+    x5 = _sample(rng, (2, 5), loc, scale)
+    x5[:, 4] = round(float(rng.uniform(-2, 2)), 2)    # an exactly constant channel
+    g, b, rm, rv = _affine(rng, 5)
+    m = round(float(rng.uniform(0.2, 0.4)), 2)
     return [
         ("(8, 5) input, training, default momentum and eps", x1, g, b, rm, rv, True, None, None),
-        ("(8, 5) input, training, momentum=0.3, eps=0.1", x1, g, b, rm, rv, True, 0.3, 0.1),
-        ("(6, 5, 3, 4) input, training, momentum=0.3", x2, g, b, rm, rv, True, 0.3, 1e-5),
+        (f"(8, 5) input, training, momentum={m}, eps=0.1", x1, g, b, rm, rv, True, m, 0.1),
+        (f"(6, 5, 3, 4) input, training, momentum={m}", x2, g, b, rm, rv, True, m, 1e-5),
         ("(7, 5) input, eval", x3, g, b, rm, rv, False, 0.1, 1e-5),
-        ("(3, 5, 2, 3) input, eval, momentum=0.3, eps=0.1", x4, g, b, rm, rv, False, 0.3, 0.1),
+        (f"(3, 5, 2, 3) input, eval, momentum={m}, eps=0.1", x4, g, b, rm, rv, False, m, 0.1),
         ("(2, 5) input (a batch of two, one channel constant), training", x5, g, b, rm, rv, True, 0.1, 1e-5),
     ]
 
 
-def _bn_chain():
-    """Three training steps on (5, 5, 4, 4) batches (momentum 0.3), then eval; each step gets
-    the running buffers the previous step returned."""
-    rng = np.random.default_rng(4102)
-    xs = [_sample(rng, (5, 5, 4, 4), np.array(LOC5) + k, SCALE5) for k in range(3)]
-    xs.append(_sample(rng, (3, 5, 4, 4), LOC5, SCALE5))
-    return xs, GAMMA5, BETA5, RM5, RV5, 0.3, 1e-5
+def _bn_chain(seed):
+    """Three training steps on (5, 5, 4, 4) batches, then eval; each step gets the running
+    buffers the previous step returned."""
+    rng = case_rng(seed, 4102)
+    loc, scale = _loc_scale(rng, LOC5, SCALE5)
+    xs = [_sample(rng, (5, 5, 4, 4), loc + k, scale) for k in range(3)]
+    xs.append(_sample(rng, (3, 5, 4, 4), loc, scale))
+    g, b, rm, rv = _affine(rng, 5)
+    return xs, g, b, rm, rv, round(float(rng.uniform(0.2, 0.4)), 2), 1e-5
 
 
 def _call_bn(fn, box, x, g, b, rm, rv, training, momentum, eps):
@@ -279,17 +319,15 @@ def _call_bn(fn, box, x, g, b, rm, rv, training, momentum, eps):
     return capture(call)
 
 
-def probe_batch_norm(batch_norm):
-    import torch
-
+def probe_batch_norm(batch_norm, seed):
     cases = []
-    for _, x, g, b, rm, rv, training, mom, eps in _bn_cases():
+    for _, x, g, b, rm, rv, training, mom, eps in _bn_cases(seed):
         args = [_t(a) for a in (x, g, b, rm, rv)]
         keep = [a.clone() for a in args]
         res = _call_bn(batch_norm, {}, *args, training, mom, eps)
         cases.append({"result": res,
                       "changed": [bool(not torch.equal(a, k)) for a, k in zip(args, keep)]})
-    xs, g, b, rm, rv, mom, eps = _bn_chain()
+    xs, g, b, rm, rv, mom, eps = _bn_chain(seed)
     chain = []
     rm_t, rv_t = _t(rm), _t(rv)
     for k, x in enumerate(xs):
@@ -312,8 +350,6 @@ def probe_batch_norm(batch_norm):
 
 
 def _ref_bn(x, g, b, rm, rv, training, momentum, eps):
-    import torch.nn.functional as F
-
     rm_t, rv_t = _t(rm), _t(rv)
     y = F.batch_norm(_t(x), rm_t, rv_t, _t(g), _t(b), training, momentum, eps)
     return y.numpy(), rm_t.numpy(), rv_t.numpy()
@@ -321,13 +357,13 @@ def _ref_bn(x, g, b, rm, rv, training, momentum, eps):
 
 def _judge_bn_call(label, got, changed, x, g, b, rm, rv, training, momentum, eps):
     if isinstance(got, Raised):
-        raise got
+        raise Raised(f"{got}, on the case {label} ({_about(x)})")
     if not (isinstance(got, (tuple, list)) and len(got) == 3):
         kind = type(got).__name__ if not isinstance(got, Value) else got.dtype
         raise Fail(f"{label}: batch_norm should return a tuple of three tensors (y, "
                    f"new_running_mean, new_running_var), got {kind}.")
     y_ref, rm_ref, rv_ref = _ref_bn(x, g, b, rm, rv, training, momentum, eps)
-    y = as_array(got[0], "y")
+    y = expect_array(got[0], f"{label}: y", dtype="float64", kind="torch")
     if y.shape != x.shape:
         raise Fail(f"{label}: y has shape {y.shape}, expected the shape of x, {x.shape}.")
     if not close(y, y_ref, RTOL, ATOL):
@@ -337,7 +373,8 @@ def _judge_bn_call(label, got, changed, x, g, b, rm, rv, training, momentum, eps
         if isinstance(v, Value) and v.value is None:
             raise Fail(f"{label}: {what} is {v.dtype}; return the running buffers in both modes "
                        "(in eval mode, unchanged).")
-    got_rm, got_rv = as_array(got[1], "new_running_mean"), as_array(got[2], "new_running_var")
+    got_rm = expect_array(got[1], f"{label}: new_running_mean", dtype="float64")
+    got_rv = expect_array(got[2], f"{label}: new_running_var", dtype="float64")
     if training:
         _explain_running(label, got_rm, got_rv, x, rm, rv, momentum, rm_ref, rv_ref)
     else:
@@ -354,13 +391,13 @@ def _judge_bn_call(label, got, changed, x, g, b, rm, rv, training, momentum, eps
                    "new tensors.")
 
 
-def judge_batch_norm(data):
+def judge_batch_norm(data, seed):
     cases = data["cases"]
-    for (label, x, g, b, rm, rv, training, mom, eps), rec in zip(_bn_cases(), cases, strict=True):
+    for (label, x, g, b, rm, rv, training, mom, eps), rec in zip(_bn_cases(seed), cases, strict=True):
         if mom is None:
             mom, eps = 0.1, 1e-5
         _judge_bn_call(label, rec["result"], rec["changed"], x, g, b, rm, rv, training, mom, eps)
-    xs, g, b, rm, rv, mom, eps = _bn_chain()
+    xs, g, b, rm, rv, mom, eps = _bn_chain(seed)
     chain = data["chain"]
     if len(chain) != len(xs):
         last = chain[-1]["result"] if chain else None
@@ -368,7 +405,7 @@ def judge_batch_norm(data):
                    f"three tensors to feed into the next step (got {last!r:.80}).")
     for k, (x, rec) in enumerate(zip(xs, chain)):
         training = k < len(xs) - 1
-        label = (f"training step {k + 1} of 3 on (5, 5, 4, 4) batches (momentum=0.3), fed the "
+        label = (f"training step {k + 1} of 3 on (5, 5, 4, 4) batches (momentum={mom}), fed the "
                  "buffers of the step before" if training else
                  "eval on a (3, 5, 4, 4) batch after three training steps")
         _judge_bn_call(label, rec["result"], rec["changed"], x, g, b, rm, rv, training, mom, eps)
@@ -376,13 +413,12 @@ def judge_batch_norm(data):
     return None
 
 
-exercise("ex4.1", "batch_norm", probe_batch_norm, judge_batch_norm)
+exercise("ex4.1", "batch_norm", probe_batch_norm, judge_batch_norm,
+         forbid=BN_FORBID + ("torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d"), forbid_hint=BN_HINT)
 
 # ------------------------------------------------------------------ ex4.2
 
 C4 = 4
-GAMMA4 = np.array([1.5, -0.7, 2.0, 0.3])
-BETA4 = np.array([0.2, -1.0, 0.5, 3.0])
 LOC4 = [0.5, -3.0, 2.0, 1.0]
 SCALE4 = [1.0, 4.0, 1e-3, 2.0]   # channel 2 almost constant
 
@@ -392,10 +428,17 @@ _CONFIGS = [("BatchNorm1d(4)", {}),
 _GRAD_STEP = 1
 
 
-def _module_steps():
-    """(label, training, x): the fixed sequence of calls every configuration goes through."""
-    rng = np.random.default_rng(4201)
-    s = lambda shape, shift=0.0: _sample(rng, shape, np.array(LOC4) + shift, SCALE4)
+def _affine4(seed):
+    """gamma and beta the probe sets on every module."""
+    g, b, _, _ = _affine(case_rng(seed, 4204), C4)
+    return g, b
+
+
+def _module_steps(seed):
+    """(label, training, x): the sequence of calls every configuration goes through."""
+    rng = case_rng(seed, 4201)
+    loc, scale = _loc_scale(rng, LOC4, SCALE4)
+    s = lambda shape, shift=0.0: _sample(rng, shape, loc + shift, scale)
     return [("eval before any training, (6, 4) input", False, s((6, 4))),
             ("training step 1, (8, 4) input", True, s((8, 4))),
             ("training step 2, (3, 4, 5) input (N, C, L)", True, s((3, 4, 5), 1.0)),
@@ -406,18 +449,19 @@ def _module_steps():
             ("eval, (1, 4) input (a batch of one)", False, s((1, 4)))]
 
 
-def _load_setup():
+def _load_setup(seed):
     """A torch state to load: weight, bias, running stats and num_batches_tracked = 7."""
-    rng = np.random.default_rng(4202)
-    return {"weight": np.array([0.8, 1.7, -1.2, 0.4]), "bias": np.array([-0.3, 0.6, 1.1, -2.0]),
-            "running_mean": np.array([0.4, -2.5, 2.0, 1.5]),
-            "running_var": np.array([0.9, 12.0, 2e-6, 3.5]), "num_batches_tracked": 7,
+    rng = case_rng(seed, 4202)
+    g, b, rm, rv = _affine(rng, C4)
+    rv[2] = 2e-6                                       # the almost constant channel
+    return {"weight": g, "bias": b, "running_mean": rm + np.array(LOC4),
+            "running_var": rv, "num_batches_tracked": 7,
             "x_eval": _sample(rng, (5, 4), LOC4, SCALE4),
             "x_train": _sample(rng, (6, 4), LOC4, SCALE4)}
 
 
-def _upstream(shape):
-    return np.random.default_rng(4203).standard_normal(shape)
+def _upstream(seed, shape):
+    return case_rng(seed, 4203).standard_normal(shape)
 
 
 def _snapshot(m):
@@ -432,7 +476,6 @@ def _state(m):
 
 
 def _set_affine(m, g, b):
-    import torch
     with torch.no_grad():
         m.weight.copy_(_t(g))
         m.bias.copy_(_t(b))
@@ -443,10 +486,8 @@ def _backward(y, x, m, up):
     return {"x": x.grad, "weight": m.weight.grad, "bias": m.bias.grad}
 
 
-def _torch_state(kw):
-    from torch import nn
-    import torch
-    s = _load_setup()
+def _torch_state(kw, seed):
+    s = _load_setup(seed)
     tbn = nn.BatchNorm1d(C4, **kw).double()
     with torch.no_grad():
         for k in ("weight", "bias", "running_mean", "running_var"):
@@ -455,10 +496,8 @@ def _torch_state(kw):
     return tbn, s
 
 
-def probe_batchnorm1d(BatchNorm1d):
-    import torch
-    from torch import nn
-
+def probe_batchnorm1d(BatchNorm1d, seed):
+    gamma, beta = _affine4(seed)
     out = []
     for _, kw in _CONFIGS:
         rec: dict = {}
@@ -477,9 +516,9 @@ def probe_batchnorm1d(BatchNorm1d):
         rec["buffers"] = capture(lambda m=m: [n for n, _ in m.named_buffers()])
         rec["keys"] = capture(lambda m=m: list(m.state_dict().keys()))
         rec["initial"] = capture(_state, m)
-        rec["set_affine"] = capture(_set_affine, m, GAMMA4, BETA4)
+        rec["set_affine"] = capture(_set_affine, m, gamma, beta)
         steps = []
-        for k, (_, training, x) in enumerate(_module_steps()):
+        for k, (_, training, x) in enumerate(_module_steps(seed)):
             step: dict = {}
             steps.append(step)
             xt = _t(x)
@@ -494,14 +533,14 @@ def probe_batchnorm1d(BatchNorm1d):
                 return ybox["y"]
             step["y"] = capture(fwd)
             if k == _GRAD_STEP and "y" in ybox:
-                step["grads"] = capture(_backward, ybox["y"], xt, m, _upstream(x.shape))
+                step["grads"] = capture(_backward, ybox["y"], xt, m, _upstream(seed, x.shape))
             step["state"] = capture(_snapshot, m)
             step["x_changed"] = bool(not torch.equal(xt.detach(), keep))
         rec["steps"] = steps
         rec["to_torch"] = capture(lambda m=m, kw=kw: (nn.BatchNorm1d(C4, **kw).double()
                                               .load_state_dict(m.state_dict()), None)[1])
         # a torch BatchNorm1d's state_dict loaded into a fresh module of yours
-        tbn, s = _torch_state(kw)
+        tbn, s = _torch_state(kw, seed)
         box2: dict = {}
 
         def build2(box2=box2, kw=kw):
@@ -553,13 +592,11 @@ def _names_check(label, rec):
                    "or parameters stop a state_dict from moving to nn.BatchNorm1d.")
 
 
-def _ref_module(kw):
-    from torch import nn
-    import torch
+def _ref_module(kw, gamma, beta):
     ref = nn.BatchNorm1d(C4, **kw).double()
     with torch.no_grad():
-        ref.weight.copy_(_t(GAMMA4))
-        ref.bias.copy_(_t(BETA4))
+        ref.weight.copy_(_t(gamma))
+        ref.bias.copy_(_t(beta))
     return ref
 
 
@@ -588,8 +625,8 @@ def _none_extras(kw, nbt_before, counter_restart=None):
 
 def _check_module_output(label, got, ref_y, x, g, b, rm, rv, training, eps, eval_factors=()):
     if isinstance(got, Raised):
-        raise got
-    y = as_array(got, "the module's output")
+        raise Raised(f"{got}, on {label} ({_about(x)})")
+    y = expect_array(got, f"{label}: the module's output", dtype="float64", kind="torch")
     if y.shape != x.shape:
         raise Fail(f"{label}: the output has shape {y.shape}, expected the input's shape {x.shape}."
                    + (" BatchNorm1d takes (N, C) or (N, C, L): for (N, C, L) the statistics are "
@@ -624,96 +661,352 @@ def _check_module_state(label, st, ref, x, rm, rv, nbt, training, kw, counter_re
                    "statistics); only the output needs gradients.")
 
 
-def judge_batchnorm1d(data):
-    import torch
+def _bn1d_build(label, rec):
+    """The module exists, is an nn.Module, has nn.BatchNorm1d's names and initial values."""
+    if isinstance(rec.get("build"), Raised):
+        raise Raised(f"{rec['build']} in {label}; the constructor is "
+                     "BatchNorm1d(num_features, eps=1e-5, momentum=0.1), momentum=None allowed")
+    if not rec.get("is_module"):
+        raise Fail(f"{label}: BatchNorm1d must subclass nn.Module (class BatchNorm1d(nn.Module)) "
+                   "so that .train()/.eval(), parameters and state_dict work.")
+    if isinstance(rec.get("double"), Raised):
+        raise rec["double"]
+    _names_check(label, rec)
+    init = unwrap(rec["initial"])
+    want = {"weight": np.ones(C4), "bias": np.zeros(C4), "running_mean": np.zeros(C4),
+            "running_var": np.ones(C4), "num_batches_tracked": np.zeros(())}
+    for k, v in want.items():
+        a = as_array(init[k], k)
+        if k == "num_batches_tracked":   # a 0-d tensor (the record stores it as one value)
+            a, v = a.reshape(-1), v.reshape(-1)
+        if a.shape != v.shape or not close(a, v, 0, 0):
+            raise Fail(f"{label}: a new module starts with {k} = {a.tolist()}, expected "
+                       f"{v.tolist()} (weight ones, bias zeros, running_mean zeros, "
+                       "running_var ones, num_batches_tracked 0).")
+    if isinstance(rec.get("set_affine"), Raised):
+        raise rec["set_affine"]
 
+
+def _bn1d_grads(lab, step, xt, ref, y_ref, up):
+    """The gradient step: x, weight and bias gradients equal nn.BatchNorm1d's."""
+    y_ref.backward(_t(up))
+    grads = step.get("grads")
+    if isinstance(grads, Raised):
+        raise Fail(f"{lab}: backward through your output failed ({grads}); build the "
+                   "output from torch operations on x, weight and bias (no NumPy, "
+                   ".item() or .data) so that autograd can follow it.")
+    for name, r in (("x", xt.grad), ("weight", ref.weight.grad), ("bias", ref.bias.grad)):
+        gv = grads[name]
+        if isinstance(gv, Value) and gv.value is None:
+            raise Fail(f"{lab}: no gradient reached {name}; weight and bias must be "
+                       "nn.Parameters used in the output.")
+        a = as_array(gv, f"the gradient of {name}")
+        if not close(a, r.numpy(), 1e-5, 1e-6):
+            raise Fail(f"{lab}: the gradient with respect to {name} is wrong (largest "
+                       f"difference {max_err(a, r.numpy()):.3g}). In training the "
+                       "batch mean and variance are part of the computation: do not "
+                       "detach them (only the running buffers are updated without "
+                       "gradient).")
+
+
+def _bn1d_steps(label, kw, rec, seed):
+    """The sequence of training and eval calls against nn.BatchNorm1d."""
+    gamma, beta = _affine4(seed)
+    eps = kw.get("eps", 1e-5)
+    ref = _ref_module(kw, gamma, beta)
+    for k, ((slabel, training, x), step) in enumerate(zip(_module_steps(seed), rec["steps"],
+                                                          strict=True)):
+        lab = f"{label}, {slabel}"
+        if isinstance(step.get("mode"), Raised):
+            raise step["mode"]
+        ref.train(training)
+        rm, rv, nbt = _pre(ref)
+        xt = _t(x)
+        if k == _GRAD_STEP:
+            xt.requires_grad_(True)
+        y_ref = ref(xt)
+        mom = kw.get("momentum", 0.1)
+        _check_module_output(lab, step["y"], y_ref.detach().numpy(), x, gamma, beta,
+                             rm, rv, training, eps,
+                             (0.1, 1.0 / (nbt + 1)) if mom is None else (mom,))
+        if k == _GRAD_STEP:
+            _bn1d_grads(lab, step, xt, ref, y_ref, _upstream(seed, x.shape))
+        _check_module_state(lab, step["state"], ref, x, rm, rv, nbt, training, kw)
+        if step["x_changed"]:
+            raise Fail(f"{lab}: forward changed its input x in place; work on new tensors.")
+
+
+def _bn1d_load(label, kw, rec, seed):
+    """A state_dict moves both ways between the answer and nn.BatchNorm1d."""
+    eps = kw.get("eps", 1e-5)
+    if isinstance(rec.get("to_torch"), Raised):
+        raise Fail(f"{label}: nn.BatchNorm1d could not load your module's state_dict "
+                   f"({rec['to_torch']}). Names and shapes must match nn.BatchNorm1d's.")
+    if isinstance(rec.get("load_build"), Raised):
+        raise rec["load_build"]
+    lab = f"{label}, after loading an nn.BatchNorm1d state_dict (num_batches_tracked = 7)"
+    if isinstance(rec.get("load"), Raised):
+        raise Fail(f"{lab}: load_state_dict failed ({rec['load']}). The names must be "
+                   "weight, bias, running_mean, running_var and num_batches_tracked.")
+    tbn, s = _torch_state(kw, seed)
+    tbn.eval()
+    rm, rv, nbt = _pre(tbn)
+    w, bb = tbn.weight.detach().numpy().copy(), tbn.bias.detach().numpy().copy()
+    with torch.no_grad():
+        y_ref = tbn(_t(s["x_eval"])).numpy()
+    _check_module_output(lab + ", eval", rec["load_eval"], y_ref, s["x_eval"], w, bb, rm, rv,
+                         False, eps)
+    tbn.train()
+    with torch.no_grad():
+        y_ref = tbn(_t(s["x_train"])).numpy()
+    _check_module_output(lab + ", then a training step", rec["load_train"], y_ref,
+                         s["x_train"], w, bb, rm, rv, True, eps)
+    _check_module_state(lab + ", then a training step", rec["load_state"], tbn, s["x_train"],
+                        rm, rv, nbt, True, kw, counter_restart=1.0)
+
+
+def judge_batchnorm1d(data, seed):
     for (label, kw), rec in zip(_CONFIGS, data, strict=True):
-        if isinstance(rec.get("build"), Raised):
-            raise Raised(f"{rec['build']} in {label}; the constructor is "
-                         "BatchNorm1d(num_features, eps=1e-5, momentum=0.1), momentum=None allowed")
-        if not rec.get("is_module"):
-            raise Fail(f"{label}: BatchNorm1d must subclass nn.Module (class BatchNorm1d(nn.Module)) "
-                       "so that .train()/.eval(), parameters and state_dict work.")
-        if isinstance(rec.get("double"), Raised):
-            raise rec["double"]
-        _names_check(label, rec)
-        init = unwrap(rec["initial"])
-        want = {"weight": np.ones(C4), "bias": np.zeros(C4), "running_mean": np.zeros(C4),
-                "running_var": np.ones(C4), "num_batches_tracked": np.zeros(())}
-        for k, v in want.items():
-            a = as_array(init[k], k)
-            if k == "num_batches_tracked":   # a 0-d tensor (the record stores it as one value)
-                a, v = a.reshape(-1), v.reshape(-1)
-            if a.shape != v.shape or not close(a, v, 0, 0):
-                raise Fail(f"{label}: a new module starts with {k} = {a.tolist()}, expected "
-                           f"{v.tolist()} (weight ones, bias zeros, running_mean zeros, "
-                           "running_var ones, num_batches_tracked 0).")
-        if isinstance(rec.get("set_affine"), Raised):
-            raise rec["set_affine"]
-        eps = kw.get("eps", 1e-5)
-        ref = _ref_module(kw)
-        for k, ((slabel, training, x), step) in enumerate(zip(_module_steps(), rec["steps"], strict=True)):
-            lab = f"{label}, {slabel}"
-            if isinstance(step.get("mode"), Raised):
-                raise step["mode"]
-            ref.train(training)
-            rm, rv, nbt = _pre(ref)
-            xt = _t(x)
-            if k == _GRAD_STEP:
-                xt.requires_grad_(True)
-            y_ref = ref(xt)
-            mom = kw.get("momentum", 0.1)
-            _check_module_output(lab, step["y"], y_ref.detach().numpy(), x, GAMMA4, BETA4,
-                                 rm, rv, training, eps,
-                                 (0.1, 1.0 / (nbt + 1)) if mom is None else (mom,))
-            if k == _GRAD_STEP:
-                y_ref.backward(_t(_upstream(x.shape)))
-                grads = step.get("grads")
-                if isinstance(grads, Raised):
-                    raise Fail(f"{lab}: backward through your output failed ({grads}); build the "
-                               "output from torch operations on x, weight and bias (no NumPy, "
-                               ".item() or .data) so that autograd can follow it.")
-                for name, r in (("x", xt.grad), ("weight", ref.weight.grad), ("bias", ref.bias.grad)):
-                    gv = grads[name]
-                    if isinstance(gv, Value) and gv.value is None:
-                        raise Fail(f"{lab}: no gradient reached {name}; weight and bias must be "
-                                   "nn.Parameters used in the output.")
-                    a = as_array(gv, f"the gradient of {name}")
-                    if not close(a, r.numpy(), 1e-5, 1e-6):
-                        raise Fail(f"{lab}: the gradient with respect to {name} is wrong (largest "
-                                   f"difference {max_err(a, r.numpy()):.3g}). In training the "
-                                   "batch mean and variance are part of the computation: do not "
-                                   "detach them (only the running buffers are updated without "
-                                   "gradient).")
-            _check_module_state(lab, step["state"], ref, x, rm, rv, nbt, training, kw)
-            if step["x_changed"]:
-                raise Fail(f"{lab}: forward changed its input x in place; work on new tensors.")
-        if isinstance(rec.get("to_torch"), Raised):
-            raise Fail(f"{label}: nn.BatchNorm1d could not load your module's state_dict "
-                       f"({rec['to_torch']}). Names and shapes must match nn.BatchNorm1d's.")
-        # loading a torch state_dict
-        if isinstance(rec.get("load_build"), Raised):
-            raise rec["load_build"]
-        lab = f"{label}, after loading an nn.BatchNorm1d state_dict (num_batches_tracked = 7)"
-        if isinstance(rec.get("load"), Raised):
-            raise Fail(f"{lab}: load_state_dict failed ({rec['load']}). The names must be "
-                       "weight, bias, running_mean, running_var and num_batches_tracked.")
-        tbn, s = _torch_state(kw)
-        tbn.eval()
-        rm, rv, nbt = _pre(tbn)
-        w, bb = tbn.weight.detach().numpy().copy(), tbn.bias.detach().numpy().copy()
-        with torch.no_grad():
-            y_ref = tbn(_t(s["x_eval"])).numpy()
-        _check_module_output(lab + ", eval", rec["load_eval"], y_ref, s["x_eval"], w, bb, rm, rv,
-                             False, eps)
-        tbn.train()
-        with torch.no_grad():
-            y_ref = tbn(_t(s["x_train"])).numpy()
-        _check_module_output(lab + ", then a training step", rec["load_train"], y_ref,
-                             s["x_train"], w, bb, rm, rv, True, eps)
-        _check_module_state(lab + ", then a training step", rec["load_state"], tbn, s["x_train"],
-                            rm, rv, nbt, True, kw, counter_restart=1.0)
+        _bn1d_build(label, rec)
+        _bn1d_steps(label, kw, rec, seed)
+        _bn1d_load(label, kw, rec, seed)
     return None
 
 
-exercise("ex4.2", "BatchNorm1d", probe_batchnorm1d, judge_batchnorm1d, kind="class")
+exercise("ex4.2", "BatchNorm1d", probe_batchnorm1d, judge_batchnorm1d, kind="class",
+         forbid=BN_FORBID, forbid_hint=BN_HINT + " Your own batch_norm from exercise 4.1 is "
+         "fine to call.")
+
+# ------------------------------------------------------------------ ex4.3 batch_norm_backward
+
+BWD_FORBID = BN_FORBID + ("torch.Tensor.backward", "torch.autograd.grad", "torch.autograd.backward")
+BWD_HINT = ("follow the forward pass backwards: y depends on x directly and through the batch "
+            "mean and the batch variance, so dx collects three paths; dgamma and dbeta sum over "
+            "the batch. No autograd (.backward(), torch.autograd) and no F.batch_norm.")
+
+
+def _bwd_cases(seed):
+    """(label, dy, x, gamma, eps): (N, C) inputs with an almost constant channel."""
+    rng = case_rng(seed, 4301)
+    out = []
+    for label, (n, c), eps in [("(8, 5) input, eps=1e-5", (8, 5), 1e-5),
+                               ("(6, 5) input, eps=0.1", (6, 5), 0.1),
+                               ("(3, 5) input (a batch of three), eps=1e-5", (3, 5), 1e-5)]:
+        loc, scale = _loc_scale(rng, LOC5, SCALE5)
+        x = _sample(rng, (n, c), loc, scale)
+        g = _affine(rng, c)[0]
+        dy = rng.standard_normal((n, c))
+        out.append((label, dy, x, g, eps))
+    return out
+
+
+def probe_bn_backward(batch_norm_backward, seed):
+    out = []
+    for _, dy, x, g, eps in _bwd_cases(seed):
+        args = [_t(dy), _t(x), _t(g)]
+        keep = [a.clone() for a in args]
+        res = capture(batch_norm_backward, *args, eps=eps)
+        out.append({"result": res,
+                    "changed": bool(any(not torch.equal(a, k) for a, k in zip(args, keep)))})
+    return out
+
+
+def _bwd_reference(dy, x, g, eps):
+    xt, gt, bt = _t(x).requires_grad_(True), _t(g).requires_grad_(True), _t(np.zeros_like(g)).requires_grad_(True)
+    y = F.batch_norm(xt, None, None, gt, bt, True, 0.1, eps)
+    y.backward(_t(dy))
+    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
+
+
+def _bwd_variants(dy, x, g, eps):
+    """What the usual mistakes return: ``{name: (dx, dgamma, dbeta)}``, NumPy float64."""
+    n = x.shape[0]
+
+    def grads(var, s_of, axis=0):
+        mean = x.mean(axis, keepdims=True)
+        s = s_of(var)
+        xh = (x - mean) / s
+        sdy = dy.sum(axis, keepdims=True)
+        sdyx = (dy * xh).sum(axis, keepdims=True)
+        m = x.shape[axis]
+        dx = g / (m * s) * (m * dy - sdy - xh * sdyx)
+        return dx, (dy * xh).sum(0), dy.sum(0), xh, s
+
+    var_b = x.var(0, keepdims=True)
+    sq = lambda v: np.sqrt(v + eps)
+    dx, dg, db, xh, s = grads(var_b, sq)
+    dx_u, dg_u, db_u, _, _ = grads(x.var(0, ddof=1, keepdims=True), sq)
+    dx_e, dg_e, db_e, _, _ = grads(var_b, lambda v: np.sqrt(v) + eps)
+    return {
+        "unbiased": (dx_u, dg_u, db_u),
+        "eps_outside": (dx_e, dg_e, db_e),
+        "direct_only": (g * dy / s, dg, db),
+        "no_var_path": (g / s * (dy - dy.mean(0, keepdims=True)), dg, db),
+        "no_mean_path": (g / s * (dy - xh * (dy * xh).mean(0, keepdims=True)), dg, db),
+        "dgamma_no_xhat": (dx, dy.sum(0), db),
+        "gamma_missing": (dx / g, dg, db),
+    }
+
+
+def _judge_bwd_case(label, dy, x, g, eps, rec):
+    got = rec["result"]
+    if isinstance(got, Raised):
+        raise Raised(f"{got}, on the case {label} (dy and x of shape {x.shape}, gamma of shape "
+                     f"{g.shape}: one statistic per channel, over the batch axis 0)")
+    if not (isinstance(got, (tuple, list)) and len(got) == 3):
+        raise Fail(f"{label}: batch_norm_backward should return a tuple (dx, dgamma, dbeta).")
+    names = ("dx", "dgamma", "dbeta")
+    shapes = (x.shape, g.shape, g.shape)
+    arrs = []
+    for v, name, shape in zip(got, names, shapes):
+        a = expect_array(v, f"{label}: {name}", dtype="float64", kind="torch")
+        if a.shape != shape:
+            hint = (" Sum over the batch axis (dim 0): one value per channel."
+                    if name != "dx" and a.shape == x.shape else "")
+            if name != "dx" and a.shape == (x.shape[0],):
+                hint = " You summed over the channel axis; sum over the batch axis (dim 0)."
+            raise Fail(f"{label}: {name} has shape {a.shape}, expected {shape}.{hint}")
+        arrs.append(a)
+    ref = _bwd_reference(dy, x, g, eps)
+    variants = _bwd_variants(dy, x, g, eps)
+    hints = {
+        "unbiased": "you normalised with the unbiased variance (n - 1). Training-mode batch "
+                    "norm uses the biased batch variance (divide by n), in the forward pass and "
+                    "so in its gradient.",
+        "eps_outside": "eps belongs inside the square root, as in the forward pass: the "
+                       "variance gets eps before the square root is taken.",
+        "direct_only": "only the direct path from x to y is there. The batch mean and the batch "
+                       "variance depend on x too: their gradients add two more terms to dx.",
+        "no_var_path": "the path through the batch variance is missing from dx (the mean's path "
+                       "is there).",
+        "no_mean_path": "the path through the batch mean is missing from dx (the variance's "
+                        "path is there).",
+        "dgamma_no_xhat": "dgamma is the sum of dy alone. gamma multiplies the normalised input, "
+                          "so each term of its gradient carries that factor.",
+        "gamma_missing": "gamma is missing from dx: gamma scales the normalised values, so every path "
+                         "into x starts by multiplying by gamma.",
+    }
+    for a, r, k, name in zip(arrs, ref, range(3), names):
+        if close(a, r, 1e-6, 1e-9):
+            continue
+        mistakes = [(variants[v][k], hints[v]) for v in hints]
+        if name == "dx":
+            axis1 = _bwd_axis1(dy, x, g, eps)
+            mistakes.append((axis1, "the sums run over the wrong axis: the statistics of a "
+                                    "channel come from the batch (dim 0), so the sums in the "
+                                    "gradient run over dim 0 too."))
+        match_mistake(f"{label}: wrong {name}", a, mistakes, rtol=1e-6, atol=1e-9)
+        raise Fail(f"{label}: wrong {name} (largest difference {max_err(a, r):.3g}); it must equal "
+                   "what autograd gives through training-mode batch norm with these inputs.")
+    if rec["changed"]:
+        raise Fail(f"{label}: your function changed one of its inputs in place; work on new "
+                   "tensors.")
+
+
+def _bwd_axis1(dy, x, g, eps):
+    c = x.shape[1]
+    mean = x.mean(1, keepdims=True)
+    s = np.sqrt(x.var(1, keepdims=True) + eps)
+    xh = (x - mean) / s
+    return g / (c * s) * (c * dy - dy.sum(1, keepdims=True) - xh * (dy * xh).sum(1, keepdims=True))
+
+
+def judge_bn_backward(data, seed):
+    for (label, dy, x, g, eps), rec in zip(_bwd_cases(seed), data, strict=True):
+        _judge_bwd_case(label, dy, x, g, eps, rec)
+    return None
+
+
+exercise("ex4.3", "batch_norm_backward", probe_bn_backward, judge_bn_backward,
+         forbid=BWD_FORBID, forbid_hint=BWD_HINT)
+
+# ------------------------------------------------------------------ ex4.4 layer_norm
+
+LN_FORBID = ("torch.nn.functional.layer_norm", "torch.layer_norm", "torch.nn.LayerNorm.forward")
+LN_HINT = ("per sample, the mean and the (biased) variance over the last dimension, the "
+           "normalised values, then the scale and shift (no F.layer_norm or nn.LayerNorm).")
+
+
+def _ln_cases(seed):
+    """(label, x, gamma, beta, eps): (N, C), (N, L, C) and a batch of one."""
+    rng = case_rng(seed, 4401)
+
+    def xs(shape):
+        # each sample has its own offset and scale; one sample is almost constant
+        lead = shape[:-1]
+        x = rng.uniform(-2, 2, lead + (1,)) + rng.uniform(0.5, 3, lead + (1,)) * rng.standard_normal(shape)
+        x.reshape(-1, shape[-1])[0] = 1.5 + 1e-3 * rng.standard_normal(shape[-1])
+        return x
+
+    out = []
+    for label, shape, eps in [("(6, 7) input, eps=1e-5", (6, 7), 1e-5),
+                              ("(6, 7) input, eps=0.1", (6, 7), 0.1),
+                              ("(3, 4, 6) input (N, L, C), eps=1e-5", (3, 4, 6), 1e-5),
+                              ("(1, 5) input (a batch of one), eps=1e-5", (1, 5), 1e-5)]:
+        g, b, _, _ = _affine(rng, shape[-1])
+        out.append((label, xs(shape), g, b, eps))
+    return out
+
+
+def probe_layer_norm(layer_norm, seed):
+    out = []
+    for _, x, g, b, eps in _ln_cases(seed):
+        args = [_t(x), _t(g), _t(b)]
+        keep = [a.clone() for a in args]
+        res = capture(layer_norm, *args, eps=eps)
+        out.append({"result": res,
+                    "changed": bool(any(not torch.equal(a, k) for a, k in zip(args, keep)))})
+    return out
+
+
+def _ln(x, g, b, eps, axes=(-1,), ddof=0, outside=False):
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True, ddof=ddof)
+    s = np.sqrt(var) + eps if outside else np.sqrt(var + eps)
+    return g * (x - mean) / s + b
+
+
+def judge_layer_norm(data, seed):
+    for (label, x, g, b, eps), rec in zip(_ln_cases(seed), data, strict=True):
+        got = rec["result"]
+        if isinstance(got, Raised):
+            raise Raised(f"{got}, on the case {label} (a {x.shape} input: statistics of each "
+                         "sample over the last dimension only)")
+        y = expect_array(got, f"{label}: y", dtype="float64", kind="torch")
+        if y.shape != x.shape:
+            raise Fail(f"{label}: y has shape {y.shape}, expected the input's shape {x.shape}.")
+        ref = F.layer_norm(_t(x), (x.shape[-1],), _t(g), _t(b), eps).numpy()
+        if not close(y, ref, RTOL, ATOL):
+            mistakes = []
+            if x.shape[0] > 1:
+                mistakes.append((_ln(x, g, b, eps, axes=(0,)),
+                                 "you normalised over the batch axis (that is batch norm). "
+                                 "Layer norm normalises each sample on its own, over its last "
+                                 "dimension, so it does not depend on the other samples."))
+            if x.ndim == 3:
+                mistakes.append((_ln(x, g, b, eps, axes=(1, 2)),
+                                 "you normalised over every non-batch axis. Here layer norm "
+                                 "normalises over the last dimension only: one mean and "
+                                 "variance per sample and position."))
+            mistakes += [(_ln(x, g, b, eps, ddof=1), "you used the unbiased variance (n - 1); "
+                          "layer norm uses the biased one (divide by the number of features)."),
+                         (_ln(x, g, b, eps, outside=True), "eps belongs inside the square root: "
+                          "eps is added to the variance, before the root."),
+                         (_ln(x, b, g, eps), "gamma and beta are swapped: gamma scales, beta "
+                          "shifts."),
+                         (_ln(x, 1.0, 0.0, eps), "gamma and beta were not applied.")]
+            if x.shape[0] == 1:
+                mistakes.append((np.broadcast_to(b, x.shape), "with a batch of one every output "
+                                 "equals beta: the statistics came from the batch axis, which "
+                                 "holds a single value. Normalise over the features of each "
+                                 "sample."))
+            match_mistake(f"{label}: wrong y", y, mistakes, RTOL, ATOL)
+            raise Fail(f"{label}: wrong y (largest difference {max_err(y, ref):.3g}). Each "
+                       "sample is normalised over its last dimension, then scaled and shifted.")
+        if rec["changed"]:
+            raise Fail(f"{label}: your function changed one of its inputs in place.")
+    return None
+
+
+exercise("ex4.4", "layer_norm", probe_layer_norm, judge_layer_norm,
+         forbid=LN_FORBID, forbid_hint=LN_HINT)
