@@ -10,26 +10,30 @@ from torch import nn
 
 def mlp(in_features: int, hidden: Sequence[int] = (256, 256), out_features: int = 1,
         activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0, batch_norm: bool = False,
-        input_dropout: float = 0.0) -> nn.Sequential:
+        input_dropout: float = 0.0, dropout_every_block: bool | None = None) -> nn.Sequential:
     """A multilayer perceptron ``in -> hidden... -> out``.
 
-    Each hidden block is ``Linear -> [BatchNorm1d] -> activation -> [Dropout(dropout)]``.
-    With several hidden blocks and both options on, each block's dropout feeds the next
-    block's batch norm, whose input variance then differs between train and eval (lesson 04
-    measures it); use dropout only after the last batch norm to avoid that shift.
-    ``input_dropout`` adds a Dropout on the inputs. Input ``(N, in_features)``,
+    Each hidden block is ``Linear -> [BatchNorm1d] -> activation``. Dropout (``dropout > 0``)
+    follows the course's one rule, *dropout only after the last batch norm*: without batch
+    norm every hidden block ends with ``Dropout(dropout)``; with batch norm only the last
+    hidden block does, so no dropout feeds a batch norm (whose input variance would then
+    differ between train and eval; lesson 04 measures it). ``dropout_every_block=True``
+    forces dropout after every block also with batch norm (only to show that shift);
+    ``False`` puts it after the last block only in either case. ``input_dropout`` adds a
+    Dropout on the inputs (no batch norm comes before it). Input ``(N, in_features)``,
     output ``(N, out_features)`` logits.
     """
+    every = (not batch_norm) if dropout_every_block is None else bool(dropout_every_block)
     layers: list[nn.Module] = []
     if input_dropout > 0:
         layers.append(nn.Dropout(input_dropout))
     width = in_features
-    for h in hidden:
+    for i, h in enumerate(hidden):
         layers.append(nn.Linear(width, h))
         if batch_norm:
             layers.append(nn.BatchNorm1d(h))
         layers.append(activation())
-        if dropout > 0:
+        if dropout > 0 and (every or i == len(hidden) - 1):
             layers.append(nn.Dropout(dropout))
         width = h
     layers.append(nn.Linear(width, out_features))
@@ -39,8 +43,11 @@ def mlp(in_features: int, hidden: Sequence[int] = (256, 256), out_features: int 
 class DigitsCNN(nn.Module):
     """A small CNN for ``(N, 1, 8, 8)`` digits: two conv blocks and a linear classifier.
 
-    Block: ``Conv2d(3x3, padding 1) -> [BatchNorm2d] -> ReLU -> MaxPool2d(2)``, so 8x8 ->
-    4x4 -> 2x2; then ``Flatten -> [Dropout] -> Linear(channels[1]*4, num_classes)``.
+    Block: ``Conv2d(3x3, padding 1) -> [BatchNorm2d] -> ReLU -> MaxPool2d(2)``: the first
+    conv and batch norm work on 8x8 maps, the pool makes them 4x4, the second conv and batch
+    norm work on those 4x4 maps, the second pool makes them 2x2; then
+    ``Flatten -> [Dropout] -> Linear(channels[1]*4, num_classes)`` (dropout after the last
+    batch norm).
     Output ``(N, num_classes)`` logits.
     """
 
