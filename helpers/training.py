@@ -310,3 +310,267 @@ def train_many(make_model: Callable[[int], nn.Module], data, seeds: Sequence[int
             for i, m in enumerate(models):
                 m.get_parameter(name).copy_(stacked[i])
     return models, hists
+
+
+# ---------------------------------------------------------------- many MLP settings at once
+
+@dataclass
+class SettingRuns:
+    """What :func:`train_mlp_settings` measured for one setting: one entry per seed.
+
+    ``val_acc``, ``val_loss``, ``test_acc``, ``test_loss`` are arrays of shape ``(S,)`` after
+    the last epoch; with ``track=True`` the ``*_curve`` arrays hold the same per epoch,
+    ``(S, epochs)``, and ``lr`` the learning rate of each epoch's last batch, ``(S, epochs)``.
+    """
+
+    val_acc: "np.ndarray"
+    val_loss: "np.ndarray"
+    test_acc: "np.ndarray"
+    test_loss: "np.ndarray"
+    val_loss_curve: "Optional[np.ndarray]" = None
+    val_acc_curve: "Optional[np.ndarray]" = None
+    test_acc_curve: "Optional[np.ndarray]" = None
+    lr: "Optional[np.ndarray]" = None
+
+
+_SETTING_KEYS = {"weight_decay", "dropout", "batch_norm", "label_smoothing", "mixup", "shift",
+                 "scheduler", "per_batch", "plateau"}
+
+
+def _shift_index(side: int, max_shift: int, device) -> torch.Tensor:
+    """``(K, side*side)`` gather indices of every shift (dy, dx) in [-max_shift, max_shift]^2;
+    index ``side*side`` (a zero pixel) where the shifted image has no source pixel."""
+    rows = []
+    r = torch.arange(side, device=device)
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            sy, sx = (r - dy)[:, None], (r - dx)[None, :]
+            ok = (sy >= 0) & (sy < side) & (sx >= 0) & (sx < side)
+            rows.append(torch.where(ok, sy * side + sx, side * side).reshape(-1))
+    return torch.stack(rows)
+
+
+def train_mlp_settings(data: Split, settings: dict, seeds: Sequence[int], epochs: int, *,
+                       hidden: Sequence[int] = (64, 64), lr: float = 2e-3,
+                       batch_size: int = 100, track: bool = False) -> dict:
+    """Train an MLP ``in -> hidden... -> classes`` (ReLU) for every setting and seed *at once*.
+
+    ``settings`` maps a name to a dict of regularizers (all optional): ``weight_decay``
+    (AdamW's decoupled decay), ``dropout`` (p after every hidden ReLU), ``batch_norm`` (True:
+    after every hidden Linear), ``label_smoothing`` (eps), ``mixup`` (alpha: one lam per batch
+    and model), ``shift`` (augmentation: each training image moved by up to that many pixels
+    along each axis, zeros filled in; the inputs must be flattened square images),
+    ``scheduler`` (a factory ``optimizer -> LR scheduler``, stepped per epoch, or per batch with
+    ``per_batch=True``) or ``plateau`` (a factory for ``ReduceLROnPlateau``, stepped per epoch
+    with each model's own validation loss). Every model is trained with Adam (AdamW with its
+    decay) at ``lr``, cross-entropy on mini-batches of ``batch_size``.
+
+    Seeds are paired across settings: the model of seed ``s`` starts from the same weights
+    (``torch.manual_seed(s)``, then ``nn.Linear``'s initialisation) and sees the same batch
+    order in every setting; dropout masks, mixup and shifts are drawn per model. All models are
+    one stacked computation (batched matrix products), so a dozen settings over several seeds
+    cost about as much as a few single runs. Returns ``{name: SettingRuns}``; the test split is
+    only measured, never used for any choice.
+    """
+    import numpy as np
+
+    seeds = list(seeds)
+    names = list(settings)
+    for name, cfg in settings.items():
+        unknown = set(cfg) - _SETTING_KEYS
+        if unknown:
+            raise ValueError(f"setting {name!r}: unknown keys {sorted(unknown)}")
+    groups = {}
+    for name in names:                      # batch norm and the rest train as separate stacks
+        groups.setdefault(bool(settings[name].get("batch_norm")), []).append(name)
+    out = {}
+    for bn, group in groups.items():
+        out.update(_train_stack(data, {n: settings[n] for n in group}, seeds, epochs, hidden,
+                                lr, batch_size, track, bn, np))
+    return {n: out[n] for n in names}
+
+
+def _train_stack(data, settings, seeds, epochs, hidden, lr, batch_size, track, bn, np):
+    names, S = list(settings), len(seeds)
+    M = len(names) * S
+    dev = data.x_train.device
+    X, Y = data.x_train, data.y_train
+    n, d_in = X.shape
+    K = int(max(Y.max(), data.y_val.max())) + 1
+
+    def per_model(key, default=0.0):
+        vals = [float(settings[nm].get(key) or default) for nm in names for _ in seeds]
+        return torch.tensor(vals, dtype=X.dtype, device=dev)
+
+    wd, p_drop = per_model("weight_decay"), per_model("dropout")
+    eps, alpha = per_model("label_smoothing"), per_model("mixup")
+    shift = per_model("shift").long()
+    # parameters: the same initialisation for a seed in every setting
+    widths = [d_in, *hidden, K]
+    params = []
+    for i in range(len(widths) - 1):
+        ws, bs = [], []
+        for _ in names:
+            for s in seeds:
+                torch.manual_seed(s * 1000 + i)
+                layer = nn.Linear(widths[i], widths[i + 1])
+                ws.append(layer.weight.detach().T)
+                bs.append(layer.bias.detach())
+        params += [torch.stack(ws).to(dev).requires_grad_(), torch.stack(bs).to(dev)[:, None, :].requires_grad_()]
+    if bn:
+        for h in hidden:
+            params += [torch.ones(M, 1, h, device=dev, requires_grad=True),
+                       torch.zeros(M, 1, h, device=dev, requires_grad=True)]
+        running = [[torch.zeros(M, 1, h, device=dev), torch.ones(M, 1, h, device=dev)] for h in hidden]
+    n_lin = 2 * (len(widths) - 1)
+    m_buf = [torch.zeros_like(q) for q in params]
+    v_buf = [torch.zeros_like(q) for q in params]
+    gen = torch.Generator(device=dev).manual_seed(int(seeds[0]) + 7919)
+    side = int(round(d_in ** 0.5))
+    max_shift = int(shift.max())
+    shift_idx = _shift_index(side, max_shift, dev) if max_shift > 0 else None
+
+    def forward(x, train):
+        h = x
+        for i in range(len(widths) - 1):
+            h = torch.baddbmm(params[2 * i + 1], h, params[2 * i])
+            if i == len(widths) - 2:
+                return h
+            if bn:
+                g, b = params[n_lin + 2 * i], params[n_lin + 2 * i + 1]
+                rm, rv = running[i]
+                if train:
+                    mu, var = h.mean(1, keepdim=True), h.var(1, keepdim=True, unbiased=False)
+                    with torch.no_grad():
+                        m = h.shape[1]
+                        rm.mul_(0.9).add_(0.1 * mu)
+                        rv.mul_(0.9).add_(0.1 * var * m / (m - 1))
+                else:
+                    mu, var = rm, rv
+                h = g * (h - mu) / torch.sqrt(var + 1e-5) + b
+            h = torch.relu(h)
+            if train and bool((p_drop > 0).any()):
+                keep = (1 - p_drop)[:, None, None]
+                h = h * (torch.rand(h.shape, device=dev, generator=gen) < keep) / keep
+        return h
+
+    def ce(logits, y, eps_m):
+        logp = torch.log_softmax(logits, -1)
+        nll = -logp.gather(-1, y[..., None]).squeeze(-1).mean(1)
+        return (1 - eps_m) * nll + eps_m * (-logp.mean(-1)).mean(1)
+
+    # learning rates: one dummy optimizer per setting (per model for ReduceLROnPlateau)
+    steps_per_epoch = -(-n // batch_size)
+    dummies = []
+    for nm in names:
+        cfg = settings[nm]
+        for _ in seeds:
+            opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+            kind = "plateau" if cfg.get("plateau") else ("batch" if cfg.get("per_batch") else "epoch")
+            sch = cfg["plateau"](opt) if cfg.get("plateau") else (cfg["scheduler"](opt) if cfg.get("scheduler") else None)
+            dummies.append((opt, sch, kind))
+    needs_val = track or any(k == "plateau" for _, _, k in dummies)
+
+    def lrs():
+        return torch.tensor([o.param_groups[0]["lr"] for o, _, _ in dummies], dtype=X.dtype, device=dev)
+
+    @torch.no_grad()
+    def measure(x, y):
+        logits = forward(x.expand(M, *x.shape), False)
+        loss = ce(logits, y.expand(M, *y.shape), torch.zeros(M, device=dev))
+        acc = (logits.argmax(-1) == y).float().mean(1)
+        return loss.cpu().numpy(), acc.cpu().numpy()
+
+    curves = {k: [] for k in ("val_loss", "val_acc", "test_acc", "lr")}
+    seed_of = torch.arange(M, device=dev) % S
+    b1, b2, t = 0.9, 0.999, 0
+    for epoch in range(epochs):
+        order = torch.argsort(torch.rand(S, n, device=dev, generator=gen), dim=1)[seed_of]
+        for start in range(0, n, batch_size):
+            idx = order[:, start:start + batch_size]
+            xb, yb = X[idx], Y[idx]                                  # (M, B, d), (M, B)
+            B = xb.shape[1]
+            if shift_idx is not None:
+                k = shift_idx.shape[0]
+                span = 2 * max_shift + 1
+                dy = torch.randint(0, 2 ** 30, (M, B), device=dev, generator=gen) % (2 * shift[:, None] + 1)
+                dx = torch.randint(0, 2 ** 30, (M, B), device=dev, generator=gen) % (2 * shift[:, None] + 1)
+                choice = (dy - shift[:, None] + max_shift) * span + (dx - shift[:, None] + max_shift)
+                padded = torch.cat([xb, torch.zeros(M, B, 1, device=dev)], -1)
+                xb = padded.gather(-1, shift_idx[choice.clamp(0, k - 1)])
+            lam = torch.ones(M, device=dev)
+            if bool((alpha > 0).any()):
+                a = alpha.clamp(min=1e-6)
+                draw = torch.distributions.Beta(a, a).sample()
+                lam = torch.where(alpha > 0, draw, lam)
+                perm = torch.argsort(torch.rand(M, B, device=dev, generator=gen), dim=1)
+                rows = torch.arange(M, device=dev)[:, None]
+                xb = lam[:, None, None] * xb + (1 - lam[:, None, None]) * xb[rows, perm]
+                yb2 = yb[rows, perm]
+            logits = forward(xb, True)
+            loss = lam * ce(logits, yb, eps)
+            if bool((alpha > 0).any()):
+                loss = loss + (1 - lam) * ce(logits, yb2, eps)
+            grads = torch.autograd.grad(loss.sum(), params)
+            t += 1
+            rate = lrs()
+            with torch.no_grad():
+                for q, g, m, v in zip(params, grads, m_buf, v_buf):
+                    r = rate.view(M, *([1] * (q.dim() - 1)))
+                    q.mul_(1 - r * wd.view_as(r))                   # AdamW: decay first
+                    m.mul_(b1).add_(g, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    q.sub_(r * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + 1e-8))
+            for o, sch, kind in dummies:
+                if kind == "batch":
+                    o.step()
+                    sch.step()
+        curves["lr"].append(lrs().cpu().numpy())
+        if needs_val or epoch == epochs - 1:
+            vl, va = measure(data.x_val, data.y_val)
+        for i, (o, sch, kind) in enumerate(dummies):
+            if kind == "epoch" and sch is not None:
+                o.step()
+                sch.step()
+            elif kind == "plateau":
+                sch.step(float(vl[i]))
+        if track:
+            curves["val_loss"].append(vl)
+            curves["val_acc"].append(va)
+            curves["test_acc"].append(measure(data.x_test, data.y_test)[1])
+    tl, ta = measure(data.x_test, data.y_test)
+    res = {}
+    for j, nm in enumerate(names):
+        sl = slice(j * S, (j + 1) * S)
+        c = {k: (np.stack(v, 1)[sl] if v else None) for k, v in curves.items()}
+        res[nm] = SettingRuns(va[sl], vl[sl], ta[sl], tl[sl], c["val_loss"] if track else None,
+                              c["val_acc"] if track else None, c["test_acc"] if track else None,
+                              c["lr"])
+    return res
+
+
+def early_stopping(patience: int, min_delta: float = 0.0) -> Callback:
+    """An early-stopping callback for :func:`train`.
+
+    ``train`` calls it after every epoch (epochs counted from 1); it returns True once
+    ``patience`` epochs in a row brought no improvement (``val_loss`` below the best by more
+    than ``min_delta``), and keeps a deep copy of the best state. Read ``cb.best_epoch`` (the
+    1-based epoch) and ``cb.best_loss``; ``cb.restore(model)`` loads the best state.
+    """
+    import copy
+
+    state = {"best_loss": float("inf"), "best_epoch": None, "bad": 0, "weights": None}
+
+    def callback(epoch, history, model):
+        val_loss = history.val_loss[-1]
+        if val_loss < state["best_loss"] - min_delta:
+            state.update(best_loss=val_loss, best_epoch=epoch, bad=0,
+                         weights=copy.deepcopy(model.state_dict()))
+        else:
+            state["bad"] += 1
+        callback.best_loss, callback.best_epoch = state["best_loss"], state["best_epoch"]
+        return state["bad"] >= patience
+
+    callback.best_loss, callback.best_epoch = state["best_loss"], state["best_epoch"]
+    callback.restore = lambda model: model.load_state_dict(state["weights"])
+    return callback
