@@ -1,14 +1,45 @@
-"""Lesson 01 checks: correct answers written in different ways pass, common mistakes fail with a hint."""
+"""Lesson 01 checks at several case seeds: correct answers written in different ways pass
+(float32 ones included), common mistakes fail with a hint that names them, no hint contains
+the reference expression, and an answer hard-coding the published outputs fails at another
+seed. Also lesson 01's PolynomialExplorer driven through its controls (moved here from
+test_widgets.py)."""
 
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import nbformat
 import numpy as np
 import pytest
 import torch
+from nbclient import NotebookClient
 
 from helpers.checks import run
+from helpers.checks.core import PUBLISHED_SEED
+
+SEEDS = [0, 1, 7, 12345]
+HINTS: list[tuple[str, str]] = []          # (exercise, message) of every failure the tests saw
+
+# what a hint must never spell out (the reference answers' expressions)
+REFERENCE = {
+    "ex1.1": ["[:, None] ** np.arange", "np.vander(x, degree + 1", "increasing=True"],
+    "ex1.2": ["np.linalg.lstsq(V, y", "lstsq(polynomial_features"],
+    "ex1.3": ["np.mean((y_true - y_pred) ** 2)", "np.mean((a - b) ** 2)"],
+    "ex1.4": ["idx[i::k]", "[i::k]", "np.argmin(cv"],
+}
 
 
-def verdict(ex, fn):
-    return run(ex, fn)[0]
+def verdict(ex, fn, seed=PUBLISHED_SEED):
+    v = run(ex, fn, seed=seed)[0]
+    if not v.passed:
+        HINTS.append((ex, v.message))
+    return v
+
+
+def assert_fails(ex, fn, hint, seed):
+    v = verdict(ex, fn, seed)
+    assert v.status == "failed" and hint in v.message, v.text()
 
 
 # ---------------------------------------------------------------- ex1.1
@@ -32,30 +63,35 @@ def pf_torch(x, degree):
     return torch.tensor(x)[:, None] ** torch.arange(degree + 1)
 
 
-@pytest.mark.parametrize("fn", [pf_reference, pf_loop, pf_vander, pf_torch])
-def test_ex11_correct(fn):
-    assert verdict("ex1.1", fn).passed
+def pf_float32(x, degree):
+    return torch.tensor(x, dtype=torch.float32)[:, None] ** torch.arange(degree + 1)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", [pf_reference, pf_loop, pf_vander, pf_torch, pf_float32])
+def test_ex11_correct(fn, seed):
+    assert verdict("ex1.1", fn, seed).passed
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
-    (lambda x, d: np.stack([x ** j for j in range(1, d + 1)], 1), "constant column"),
+    (lambda x, d: np.stack([x ** j for j in range(1, d + 1)], 1) if d else np.ones((len(x), 0)),
+     "constant column"),
     (lambda x, d: np.vander(x, d + 1), "reverse order"),
     (lambda x, d: np.stack([x ** j for j in range(d + 2)], 1), "no further"),
     (lambda x, d: pf_reference(x, d).T, "transpose"),
     (lambda x, d: np.stack([x * j for j in range(d + 1)], 1), "wrong values"),
 ])
-def test_ex11_mistakes(fn, hint):
-    v = verdict("ex1.1", fn)
-    assert v.status == "failed" and hint in v.message, v.text()
+def test_ex11_mistakes(fn, hint, seed):
+    assert_fails("ex1.1", fn, hint, seed)
 
 
 def test_ex11_modifying_input_fails():
     def mutating(x, d):
         x *= 1.0
-        x[0] = 0.0
+        x[0] = 0.5
         return pf_reference(x, d)
-    v = verdict("ex1.1", mutating)
-    assert v.status == "failed" and "changed its input" in v.message
+    assert_fails("ex1.1", mutating, "changed its input", 1)
 
 
 # ---------------------------------------------------------------- ex1.2
@@ -77,32 +113,44 @@ def fit_torch(x, y, d):
     return torch.linalg.lstsq(V, torch.tensor(y)[:, None]).solution[:, 0]
 
 
-@pytest.mark.parametrize("fn", [fit_lstsq, fit_polyfit, fit_normal_equations, fit_torch])
-def test_ex12_correct(fn):
-    assert verdict("ex1.2", fn).passed
+def fit_float32(x, y, d):
+    V = torch.tensor(x, dtype=torch.float32)[:, None] ** torch.arange(d + 1)
+    return torch.linalg.lstsq(V, torch.tensor(y, dtype=torch.float32)[:, None]).solution[:, 0]
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", [fit_lstsq, fit_polyfit, fit_normal_equations, fit_torch, fit_float32])
+def test_ex12_correct(fn, seed):
+    assert verdict("ex1.2", fn, seed).passed
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (lambda x, y, d: np.polyfit(x, y, d), "reverse order"),
     (lambda x, y, d: fit_lstsq(x, y, d - 1) if d > 0 else fit_lstsq(x, y, 0)[:0], "coefficient is missing"),
-    (lambda x, y, d: np.linalg.lstsq(pf_reference(x, d), y, rcond=None)[0] * 1.01, "not the least-squares"),
+    (lambda x, y, d: fit_lstsq(x, y, d) * 1.01, "not the least-squares"),
 ])
-def test_ex12_mistakes(fn, hint):
-    v = verdict("ex1.2", fn)
-    assert v.status == "failed" and hint in v.message, v.text()
+def test_ex12_mistakes(fn, hint, seed):
+    assert_fails("ex1.2", fn, hint, seed)
 
 
 # ---------------------------------------------------------------- ex1.3
-@pytest.mark.parametrize("fn", [
+MSE_CORRECT = [
     lambda a, b: float(np.mean((a - b) ** 2)),
     lambda a, b: sum((p - q) ** 2 for p, q in zip(a, b)) / len(a),
     lambda a, b: torch.nn.functional.mse_loss(torch.tensor(b), torch.tensor(a)).item(),
     lambda a, b: np.square(np.subtract(b, a)).mean(),  # NumPy scalar, arguments swapped: still fine
-])
-def test_ex13_correct(fn):
-    assert verdict("ex1.3", fn).passed
+    lambda a, b: ((torch.tensor(a, dtype=torch.float32) - torch.tensor(b, dtype=torch.float32)) ** 2).mean(),
+]
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", MSE_CORRECT)
+def test_ex13_correct(fn, seed):
+    assert verdict("ex1.3", fn, seed).passed
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (lambda a, b: float(np.sum((a - b) ** 2)), "*sum*"),
     (lambda a, b: float(np.sqrt(np.mean((a - b) ** 2))), "RMSE"),
@@ -110,24 +158,212 @@ def test_ex13_correct(fn):
     (lambda a, b: float(np.mean(a - b) ** 2), "square of the mean"),
     (lambda a, b: (a - b) ** 2, "single number"),
 ])
-def test_ex13_mistakes(fn, hint):
-    v = verdict("ex1.3", fn)
-    assert v.status == "failed" and hint in v.message, v.text()
+def test_ex13_mistakes(fn, hint, seed):
+    assert_fails("ex1.3", fn, hint, seed)
 
 
 # ---------------------------------------------------------------- ex1.4
-def test_ex14():
-    from helpers.checks.lesson01 import _split_errors
-    val, fitting = _split_errors()
-    best = int(np.argmin(val))
-    assert verdict("ex1.4", best).passed
-    assert verdict("ex1.4", np.int64(best)).passed
-    v = verdict("ex1.4", int(np.argmin(fitting)))
-    assert v.status == "failed" and "validation points" in v.message
-    wrong = next(d for d in range(5) if d not in (best, int(np.argmin(fitting))))
-    assert verdict("ex1.4", wrong).status == "failed"
-    v = verdict("ex1.4", None)
-    assert v.status == "failed" and "not set" in v.message
+def cv_reference(x, y, degrees, k):
+    idx = np.arange(len(x))
+    cv = []
+    for d in degrees:
+        errs = []
+        for i in range(k):
+            held = idx[i::k]
+            train = np.setdiff1d(idx, held)
+            c = fit_lstsq(x[train], y[train], d)
+            errs.append(float(np.mean((pf_reference(x[held], d) @ c - y[held]) ** 2)))
+        cv.append(float(np.mean(errs)))
+    return degrees[int(np.argmin(cv))], np.array(cv)
+
+
+def cv_polyfit_masks(x, y, degrees, k):
+    # boolean masks, np.polyfit, a list back, min() over pairs
+    n = len(x)
+    cv = []
+    for d in degrees:
+        total = 0.0
+        for i in range(k):
+            held = np.zeros(n, dtype=bool)
+            held[i::k] = True
+            c = np.polyfit(x[~held], y[~held], d)
+            total += np.mean((np.polyval(c, x[held]) - y[held]) ** 2)
+        cv.append(total / k)
+    best = min(zip(cv, range(len(degrees))))[1]
+    return degrees[best], cv
+
+
+def cv_torch_float32(x, y, degrees, k):
+    X = torch.tensor(x, dtype=torch.float32)
+    Y = torch.tensor(y, dtype=torch.float32)
+    fold = torch.arange(len(x)) % k
+    out = []
+    for d in degrees:
+        V = X[:, None] ** torch.arange(d + 1)
+        errs = []
+        for i in range(k):
+            tr, te = fold != i, fold == i
+            c = torch.linalg.lstsq(V[tr], Y[tr][:, None]).solution[:, 0]
+            errs.append(((V[te] @ c - Y[te]) ** 2).mean())
+        out.append(torch.stack(errs).mean())
+    out = torch.stack(out)
+    return degrees[int(torch.argmin(out))], out
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", [cv_reference, cv_polyfit_masks, cv_torch_float32])
+def test_ex14_correct(fn, seed):
+    assert verdict("ex1.4", fn, seed).passed
+
+
+def cv_contiguous(x, y, degrees, k):
+    idx = np.arange(len(x))
+    cv = []
+    for d in degrees:
+        errs = []
+        for held in np.array_split(idx, k):
+            train = np.setdiff1d(idx, held)
+            c = fit_lstsq(x[train], y[train], d)
+            errs.append(np.mean((pf_reference(x[held], d) @ c - y[held]) ** 2))
+        cv.append(np.mean(errs))
+    return degrees[int(np.argmin(cv))], np.array(cv)
+
+
+def cv_pooled(x, y, degrees, k):
+    idx = np.arange(len(x))
+    cv = []
+    for d in degrees:
+        sq = []
+        for i in range(k):
+            held = idx[i::k]
+            train = np.setdiff1d(idx, held)
+            c = fit_lstsq(x[train], y[train], d)
+            sq += list((pf_reference(x[held], d) @ c - y[held]) ** 2)
+        cv.append(np.mean(sq))
+    return degrees[int(np.argmin(cv))], np.array(cv)
+
+
+def cv_fitting_error(x, y, degrees, k):
+    idx = np.arange(len(x))
+    cv = []
+    for d in degrees:
+        errs = []
+        for i in range(k):
+            train = np.setdiff1d(idx, idx[i::k])
+            c = fit_lstsq(x[train], y[train], d)
+            errs.append(np.mean((pf_reference(x[train], d) @ c - y[train]) ** 2))
+        cv.append(np.mean(errs))
+    return degrees[int(np.argmin(cv))], np.array(cv)
+
+
+def cv_too_few_coefficients(x, y, degrees, k):
+    # np.vander(x, d) has d columns: a degree d - 1 polynomial
+    idx = np.arange(len(x))
+    cv = []
+    for d in degrees:
+        errs = []
+        for i in range(k):
+            held = idx[i::k]
+            train = np.setdiff1d(idx, held)
+            V = np.vander(x, d, increasing=True)
+            c = np.linalg.lstsq(V[train], y[train], rcond=None)[0]
+            errs.append(np.mean((V[held] @ c - y[held]) ** 2))
+        cv.append(np.mean(errs))
+    return degrees[int(np.argmin(cv))], np.array(cv)
+
+
+def cv_too_many_coefficients(x, y, degrees, k):
+    best, cv = cv_reference(x, y, [d + 1 for d in degrees], k)
+    return best - 1, cv
+
+
+def cv_returns_index(x, y, degrees, k):
+    _, cv = cv_reference(x, y, degrees, k)
+    return int(np.argmin(cv)), cv
+
+
+def cv_off_by_one(x, y, degrees, k):
+    best, cv = cv_reference(x, y, degrees, k)
+    return best + 1, cv
+
+
+def cv_last_on_ties(x, y, degrees, k):
+    _, cv = cv_reference(x, y, degrees, k)
+    best = None
+    for d, e in zip(degrees, cv):
+        if best is None or e <= best[1]:
+            best = (d, e)
+    return best[0], cv
+
+
+def cv_sum_of_folds(x, y, degrees, k):
+    best, cv = cv_reference(x, y, degrees, k)
+    return best, cv * k
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn,hint", [
+    (cv_contiguous, "contiguous blocks"),
+    (cv_pooled, "weighted the folds by their size"),
+    (cv_fitting_error, "errors on the points each polynomial was fitted to"),
+    (cv_too_few_coefficients, "one coefficient too few"),
+    (cv_too_many_coefficients, "one coefficient too many"),
+    (cv_returns_index, "position of the lowest value"),
+    (cv_off_by_one, "off by one from the degree"),
+    (cv_last_on_ties, "first of them"),
+    (cv_sum_of_folds, "sum of the fold MSEs"),
+    (lambda x, y, degrees, k: cv_reference(x, y, degrees, k)[1], "pair (best_degree, cv_mse)"),
+    (lambda x, y, degrees, k: (cv_reference(x, y, degrees, k)[0], cv_reference(x, y, degrees, k)[1][:-1]),
+     "one per entry of degrees"),
+])
+def test_ex14_mistakes(fn, hint, seed):
+    assert_fails("ex1.4", fn, hint, seed)
+
+
+def test_ex14_off_by_one_is_not_called_fitting_error():
+    """Issue 14: the right cv_mse with an off-by-one degree was once told it used the fitting error."""
+    for seed in SEEDS:
+        v = verdict("ex1.4", cv_off_by_one, seed)
+        assert "cv_mse is right" in v.message and "fitted to" not in v.message, v.text()
+
+
+def test_ex14_modifying_input_fails():
+    def sorting(x, y, degrees, k):
+        order = np.argsort(x)
+        x[:], y[:] = x[order], y[order]
+        return cv_reference(x, y, degrees, k)
+    assert_fails("ex1.4", sorting, "changed x or y", 1)
+
+
+# ---------------------------------------------------------------- unseen seeds, hints
+def _hard_coded(ex, fn):
+    """An answer that returns, for every call, what ``fn`` returned at the published seed."""
+    outputs = []
+    run(ex, lambda *a: outputs.append(fn(*a)) or outputs[-1], seed=PUBLISHED_SEED)
+    it = {"i": 0}
+
+    def answer(*_):
+        out = outputs[it["i"] % len(outputs)]
+        it["i"] += 1
+        return out
+    return answer, it
+
+
+@pytest.mark.parametrize("ex,fn", [("ex1.1", pf_reference), ("ex1.2", fit_lstsq),
+                                   ("ex1.3", MSE_CORRECT[0]), ("ex1.4", cv_reference)])
+def test_hard_coded_published_outputs_fail_at_another_seed(ex, fn):
+    answer, it = _hard_coded(ex, fn)
+    assert run(ex, answer, seed=PUBLISHED_SEED)[0].passed
+    it["i"] = 0
+    assert not run(ex, answer, seed=1)[0].passed
+
+
+def test_hints_do_not_contain_the_reference_expression():
+    """Runs last in this module: scans every failure message the tests above produced."""
+    assert len(HINTS) > 40
+    for ex, msg in HINTS:
+        for expr in REFERENCE[ex]:
+            assert expr not in msg, (ex, expr, msg)
 
 
 # ---------------------------------------------------------------- stubs and crashes
@@ -143,3 +379,125 @@ def test_crash_reports_where():
         return x @ y @ d
     v = verdict("ex1.2", crash)
     assert v.status == "error" and "raised" in v.message
+
+
+# ---------------------------------------------------------------- the PolynomialExplorer
+# The lesson displays ``widgets.polynomial_explorer(curve, max_degree=12, degree=9)``; moving
+# the degree or the log10 λ slider must refit and change the train/test MSE shown in
+# ``numbers`` and redraw the plot in the ``plot`` Output widget. Two ways in: a real IPython
+# kernel through nbclient (the front end's part: an Output widget's contents are only captured
+# by a front end), and plain Python (no kernel).
+
+CURVE = "data.noisy_sine(n_train=10, n_test=200, noise=0.25, seed=0)"   # the lesson's data
+
+SNAPSHOT = '''
+import json
+def _snap(ex):
+    return {"degree": ex.degree.value, "log10_lambda": ex.log10_lambda.value, "lam": ex.lam,
+            "train": ex.train_mse, "test": ex.test_mse, "html": ex.numbers.value,
+            "plot_id": ex.plot.model_id, "numbers_id": ex.numbers.model_id}
+'''
+
+
+def _png_outputs(outputs) -> list[str]:
+    return [o["data"]["image/png"] for o in outputs
+            if o.get("output_type") in ("display_data", "execute_result")
+            and "image/png" in o.get("data", {})]
+
+
+def _snap_from(cell) -> dict:
+    text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream"
+                   and o.get("name") == "stdout")
+    line = [ln for ln in text.splitlines() if ln.startswith("SNAP ")]
+    assert line, f"cell printed no snapshot; outputs: {cell.outputs}"
+    return json.loads(line[-1][len("SNAP "):])
+
+
+def _check_mse_behaviour(start: dict, d9: dict, d9_ridge: dict, d3: dict) -> None:
+    """What the lesson's text claims about the explorer (markdown before the widget cell)."""
+    assert start["degree"] == 9 and start["lam"] == 0.0
+    assert start["train"] < 1e-6, start
+    assert start["test"] > 10.0, start                    # wild swings between the points
+    assert d3["train"] < 0.1 and d3["test"] < 0.2, d3
+    assert d3["test"] < start["test"] / 100
+    assert d9["degree"] == 9 and d9["train"] == pytest.approx(start["train"], abs=1e-9)
+    assert d9["test"] == pytest.approx(start["test"], rel=1e-9)
+    assert d9_ridge["lam"] == pytest.approx(10 ** d9_ridge["log10_lambda"])
+    assert d9_ridge["test"] < d9["test"] / 10, (d9, d9_ridge)
+    assert d9_ridge["train"] > d9["train"] + 1e-3, (d9, d9_ridge)
+    for s in (start, d3, d9_ridge):
+        assert f"<span class='train-mse'>{s['train']:.4f}</span>" in s["html"]
+        assert f"<span class='test-mse'>{s['test']:.4f}</span>" in s["html"]
+        assert f"degree {s['degree']}" in s["html"]
+    assert len({start["html"], d3["html"], d9_ridge["html"]}) == 3
+
+
+def test_polynomial_explorer_in_a_kernel(tmp_path):
+    """Build the lesson's explorer in a kernel, move both sliders from Python, read back."""
+    cells = [
+        "%matplotlib inline\nfrom helpers import data, widgets\n" + SNAPSHOT
+        + f"curve = {CURVE}\n"
+        "explorer = widgets.polynomial_explorer(curve, max_degree=12, degree=9)\n"
+        "print('SNAP', json.dumps(_snap(explorer)))\n"
+        "explorer",
+        "explorer.degree.value = 3\nprint('SNAP', json.dumps(_snap(explorer)))",
+        "explorer.degree.value = 9\nprint('SNAP', json.dumps(_snap(explorer)))",
+        "explorer.log10_lambda.value = -2.0\nprint('SNAP', json.dumps(_snap(explorer)))",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = NotebookClient(nb, kernel_name="python3", timeout=300,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    snaps, plots = [], []
+    with client.setup_kernel():
+        for i, cell in enumerate(nb.cells):
+            client.execute_cell(cell, i)
+            errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+            assert not errors, f"cell {i} raised: {errors[0]['ename']}: {errors[0]['evalue']}"
+            snap = _snap_from(cell)
+            snaps.append(snap)
+            plot_state = client.widget_state.get(snap["plot_id"], {})
+            plots.append(_png_outputs(plot_state.get("outputs", [])))
+    start, d3, d9, d9_ridge = snaps
+
+    views = [o for o in nb.cells[0].outputs
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1, nb.cells[0].outputs
+
+    _check_mse_behaviour(start, d9, d9_ridge, d3)
+
+    assert [len(p) for p in plots] == [1, 1, 1, 1], [len(p) for p in plots]
+    assert plots[0][0] != plots[1][0]                     # degree 9 -> degree 3
+    assert plots[3][0] != plots[2][0]                     # λ raised at degree 9
+    numbers = client.widget_state.get(start["numbers_id"], {})
+    assert numbers.get("value") == d9_ridge["html"]
+
+
+def test_polynomial_explorer_in_plain_python():
+    """No kernel, non-interactive backend: the explorer still computes and shows its numbers
+    (``update()`` once called ``plt.show(fig)``, which only the inline backend tolerates)."""
+    from helpers import data, widgets
+
+    previous = matplotlib.get_backend()
+    matplotlib.use("Agg", force=True)
+    try:
+        curve = eval(CURVE, {"data": data})
+        ex = widgets.polynomial_explorer(curve, max_degree=12, degree=9)
+
+        def snap():
+            return {"degree": ex.degree.value, "log10_lambda": ex.log10_lambda.value,
+                    "lam": ex.lam, "train": ex.train_mse, "test": ex.test_mse,
+                    "html": ex.numbers.value}
+
+        start = snap()
+        ex.degree.value = 3
+        d3 = snap()
+        ex.degree.value = 9
+        d9 = snap()
+        ex.log10_lambda.value = -2.0
+        d9_ridge = snap()
+        _check_mse_behaviour(start, d9, d9_ridge, d3)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        matplotlib.use(previous, force=True)
