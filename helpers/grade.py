@@ -35,9 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m helpers.grade",
                                  description=__doc__.split("\n\n")[0],
                                  epilog="Statuses: passed, failed, error, timeout, missing.")
-    ap.add_argument("paths", nargs="+", metavar="PATH", help="notebooks or folders of notebooks")
-    ap.add_argument("--out", default="grading-output", metavar="DIR",
-                    help="where gradebook.csv and feedback/ go (default: grading-output/)")
+    ap.add_argument("paths", nargs="*", metavar="PATH", help="notebooks or folders of notebooks")
+    ap.add_argument("--out", default=None, metavar="DIR",
+                    help="where gradebook.csv, grades.csv and feedback/ go (default: "
+                         "grading-output/); with --gradescope, the zip (default: autograder.zip)")
+    ap.add_argument("--gradescope", default=None, metavar="LESSON[,LESSON...]",
+                    help="write a Gradescope autograder zip for these lessons (e.g. 03) instead "
+                         "of grading: setup.sh, run_autograder, this commit's course package and "
+                         "the reference solutions; see helpers/grading/gradescope.py")
     ap.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                     help="submissions graded at once, one single-threaded kernel each (default 1)")
     ap.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
@@ -47,9 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "at least 120)")
     ap.add_argument("--memory", type=float, default=6.0, metavar="GIB",
                     help="address-space limit per process in GiB (default 6)")
-    ap.add_argument("--isolation", choices=("auto", "namespaces", "process"), default="auto",
-                    help="auto: Linux namespaces (and a uid per job as root) when available, "
-                         "else processes only; namespaces: require them; process: never use them")
+    ap.add_argument("--isolation", choices=("auto", "bubblewrap", "namespaces", "process"),
+                    default="auto",
+                    help="auto: the best that works here: bubblewrap (the kernel sees only what "
+                         "it needs), else Linux namespaces hiding the course (both with a uid per "
+                         "job as root), else processes only; bubblewrap, namespaces: require that "
+                         "level; process: no sandbox")
     ap.add_argument("--solutions", default=str(course.SOLUTIONS), metavar="DIR",
                     help="folder of the reference solutions notebooks (default: the course's "
                          "solutions/); an instructor may keep a private copy elsewhere")
@@ -63,9 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _gradescope(ap, args) -> int:
+    from helpers.grading import gradescope
+    if args.paths:
+        ap.error("--gradescope builds an autograder zip: give no PATH")
+    lessons = [x.strip().zfill(2) for x in args.gradescope.split(",") if x.strip()]
+    unknown = [x for x in lessons if x not in course.LESSONS]
+    if not lessons or unknown:
+        ap.error(f"--gradescope: unknown lesson {', '.join(unknown) or '(none)'} "
+                 f"(the course has {', '.join(course.LESSONS)})")
+    out = Path(args.out or "autograder.zip")
+    try:
+        config = gradescope.build_zip(lessons, out, Path(args.solutions), args.timeout, args.memory)
+    except FileNotFoundError as e:
+        ap.error(str(e))
+    if not args.quiet:
+        print(f"{out}: Gradescope autograder for lesson {', '.join(lessons)} at commit "
+              f"{config['commit'][:12]} (torch {config['torch']} CPU)")
+    if config["uncommitted_changes"]:
+        print("grade: warning: helpers/ has uncommitted changes; the zip holds them, but the "
+              "commit it names does not", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.gradescope is not None:
+        return _gradescope(ap, args)
+    if not args.paths:
+        ap.error("give at least one PATH (a notebook or a folder of notebooks)")
+    if args.out is None:
+        args.out = "grading-output"
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
     if args.timeout <= 0 or (args.submission_timeout is not None and args.submission_timeout <= 0):

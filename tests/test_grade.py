@@ -74,7 +74,8 @@ def _label(batch, name):
 
 def _isolated(batch) -> bool:
     fb = next((batch["out"] / "feedback").glob("*.md"))
-    return "isolation: namespaces" in fb.read_text()
+    text = fb.read_text()
+    return "isolation: namespaces" in text or "isolation: bubblewrap" in text
 
 
 def test_cli_exit_status_and_outputs(batch):

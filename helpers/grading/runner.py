@@ -71,10 +71,11 @@ class Options:
     cell_timeout: float = 60.0
     run_timeout: float | None = None      # default: 5 x cell_timeout, at least 120 s
     solutions: Path = course.SOLUTIONS
-    isolation: str = "auto"               # auto | namespaces | process
+    isolation: str = "auto"               # auto | bubblewrap | namespaces | process
     memory_gib: float = 6.0
     progress: bool = True
     seed: int | None = None               # the case seed; None: a fresh one per run
+    default_lesson: str | None = None     # the lesson of a submission that names none (Gradescope)
 
     def case_seed(self) -> int:
         """The run's case seed (drawn once, never the published one unless asked for)."""
@@ -354,12 +355,16 @@ def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
     """Parse a submission and find its answers (no learner code runs)."""
     res = Result(submission=label, path=path)
     job = _Job(res)
-    lesson = course.lesson_of_filename(path.name)
+    lesson = course.lesson_of_filename(path.name) or opts.default_lesson
     try:
         if isinstance(data, SubmissionError):
             raise data
         nb = parse_notebook(data)
         lesson = lesson_of(nb, path.name)
+        if lesson is None and opts.default_lesson:
+            lesson = opts.default_lesson
+            res.notes.append(f"graded as lesson {lesson}, the lesson of this assignment (neither "
+                             "the notebook's metadata nor its file name names a lesson)")
         if lesson is None:
             raise SubmissionError("unknown lesson: the notebook has no course.lesson metadata and "
                                   "its file name does not start with a lesson number (NN_)")
@@ -501,6 +506,18 @@ def grade(paths, opts: Options) -> list[Result]:
         j.result.seed = opts.case_seed()
         j.result.learner = who
     level = sandbox.detect(opts.isolation)
+    hide_dirs, hide_files = _hide_targets(opts, subs)
+    if level in (sandbox.LEVEL_BWRAP, sandbox.LEVEL_BWRAP_UID):
+        # the allow-list must not hold a folder the kernel may not see (a Python environment
+        # that contains the solutions, say): then the deny-list level runs instead
+        clash = [p for p in sandbox.bwrap_paths() for d in hide_dirs if sandbox._is_within(d, p)]
+        if clash:
+            print(f"grade: isolation: bubblewrap would have to show {clash[0]}, which holds a "
+                  "hidden folder; using Linux namespaces instead", file=sys.stderr)
+            level = sandbox.detect("namespaces")
+    if opts.isolation == "bubblewrap" and level not in (sandbox.LEVEL_BWRAP, sandbox.LEVEL_BWRAP_UID):
+        raise UsageError("--isolation bubblewrap: bubblewrap (bwrap) is not installed or cannot "
+                         "create its sandbox here")
     if opts.isolation == "namespaces" and level == sandbox.LEVEL_PROCESS:
         raise UsageError("--isolation namespaces: this machine cannot run Linux namespaces "
                          "(needs unshare with mount/net/pid namespaces)")
@@ -509,10 +526,9 @@ def grade(paths, opts: Options) -> list[Result]:
               "separate processes with limits, but can read and write what this user can",
               file=sys.stderr)
     opts.out.mkdir(parents=True, exist_ok=True)
-    hide_dirs, hide_files = _hide_targets(opts, subs)
     runnable = [j for j in jobs if j.ref is not None]
     n_workers = max(1, min(opts.jobs, len(runnable) or 1))
-    pool = sandbox.UidPool(n_workers) if level == sandbox.LEVEL_NS_UID else None
+    pool = sandbox.UidPool(n_workers) if level in (sandbox.LEVEL_NS_UID, sandbox.LEVEL_BWRAP_UID) else None
     stage_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
     os.chmod(stage_root, 0o700)
     bar = None

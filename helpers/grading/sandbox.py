@@ -1,6 +1,17 @@
 """Running one assembled notebook under nbval, isolated from the grader and from the others.
 
-Two levels, chosen once per grading run by :func:`detect`:
+The levels, chosen once per grading run by :func:`detect` (the first that works):
+
+- ``bubblewrap+uid`` / ``bubblewrap`` (Linux with Debian's ``bubblewrap``): an allow-list.
+  The run starts in an empty root file system built by ``bwrap`` from bind mounts: the
+  Python environment, the ``helpers/`` folder the kernel imports (not the checkout around
+  it, so no ``solutions/``), the system libraries (``/usr/lib``...), a few ``/etc`` files
+  (generated ``passwd``/``group``/``hosts``), ``/proc`` of its own PID namespace, a minimal
+  ``/dev``, fresh size-limited ``/tmp`` and ``/dev/shm``, all read-only but those and its
+  scratch folder. Nothing else of the host exists for it: no other checkout, no ``/srv``,
+  no ``/opt``, no home folder, no network but its own loopback. As root, ``setpriv`` (inside
+  the sandbox, keeping nothing) then drops to a uid of its own per job, as below; without
+  root, ``bwrap`` maps the grading user into a user namespace and drops every capability.
 
 - ``namespaces+uid`` (Linux, root, ``unshare`` and ``setpriv``): the run gets its own mount,
   network and PID namespaces. A shell prelude, as root inside them, brings loopback up (the
@@ -38,6 +49,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+LEVEL_BWRAP_UID = "bubblewrap+uid"
+LEVEL_BWRAP = "bubblewrap"
 LEVEL_NS_UID = "namespaces+uid"
 LEVEL_NS = "namespaces"
 LEVEL_PROCESS = "process only"
@@ -83,12 +96,19 @@ def _needed_paths() -> list[Path]:
 
 
 def detect(want: str = "auto") -> str:
-    """The isolation level this machine supports (``want``: auto, namespaces, process)."""
+    """The isolation level this machine supports (``want``: auto, bubblewrap, namespaces,
+    process). ``auto`` takes the best that works; ``bubblewrap`` and ``namespaces`` never
+    fall back to a weaker level than asked for (the caller reports it)."""
     if want == "process":
         return LEVEL_PROCESS
     if want in _DETECTED:
         return _DETECTED[want]
     level = LEVEL_PROCESS
+    if want in ("auto", "bubblewrap"):
+        level = _detect_bwrap() or LEVEL_PROCESS
+        if level != LEVEL_PROCESS or want == "bubblewrap":
+            _DETECTED[want] = level
+            return level
     if sys.platform.startswith("linux") and shutil.which("unshare") and shutil.which("mount"):
         root = os.geteuid() == 0
         probe = ("set -e; mount --make-rprivate /; "
@@ -107,10 +127,10 @@ def detect(want: str = "auto") -> str:
     return level
 
 
-def _quiet(cmd) -> bool:
+def _quiet(cmd, env=None) -> bool:
     try:
         return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=20).returncode == 0
+                              timeout=60, env=env).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -140,6 +160,153 @@ def _drop_caps_args() -> list[str]:
 def _setpriv_args(uid: int) -> list[str]:
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+
+# --------------------------------------------------------------------------- bubblewrap
+
+BWRAP_SYSTEM = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32")
+BWRAP_TOP = ("/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")   # symlinks or folders
+BWRAP_ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/nsswitch.conf")
+_KERNEL_HELPERS: list = []
+
+
+def kernel_helpers_dir() -> Path | None:
+    """The ``helpers`` folder a kernel started with this Python imports (an editable install
+    may point at another clone than the grader's own): found without importing it."""
+    if not _KERNEL_HELPERS:
+        found = None
+        try:
+            out = subprocess.run(
+                [sys.executable, "-I", "-c", "import importlib.util as u; s = u.find_spec('helpers'); "
+                 "print(list(s.submodule_search_locations)[0] if s else '')"],
+                capture_output=True, text=True, timeout=60, cwd="/",
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+            found = Path(line).resolve() if line else None
+        except (OSError, subprocess.SubprocessError, IndexError):
+            found = None
+        _KERNEL_HELPERS.append(found)
+    return _KERNEL_HELPERS[0]
+
+
+def bwrap_paths() -> list[Path]:
+    """What a bubblewrap sandbox binds read-only from the Python side: the environment and
+    the ``helpers`` folders (the grader's, for its pytest plugin, and the kernel's)."""
+    import helpers
+    paths = set(_needed_paths())
+    k = kernel_helpers_dir()
+    if k is not None:
+        paths.add(k)
+    paths.add(Path(helpers.__file__).resolve().parent)
+    # a path inside another one is bound with it
+    return sorted(p for p in paths if not any(o != p and _is_within(p, o) for o in paths))
+
+
+def _detect_bwrap() -> str | None:
+    if not sys.platform.startswith("linux") or not shutil.which("bwrap"):
+        return None
+    import tempfile
+    root = os.geteuid() == 0
+    if root and not shutil.which("setpriv"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="course-bwrap-probe-") as d:
+        stage = Path(d)
+        scratch = stage / "scratch"
+        scratch.mkdir()
+        uid = _base_uid() if root else None
+        if uid is not None:
+            os.chown(scratch, uid, uid)
+        code = ("import importlib.util as u, os, socket, sys; "
+                "assert u.find_spec('helpers') is not None; "
+                "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.close(); "
+                "open('/tmp/submission/ok', 'w').write('ok')")
+        cmd = bwrap_cmd(stage, scratch, uid) + [sys.executable, "-I", "-c", code]
+        ok = _quiet(cmd, env=_env(SCRATCH_IN_NS)) and (scratch / "ok").exists()
+    if not ok:
+        return None
+    return LEVEL_BWRAP_UID if root else LEVEL_BWRAP
+
+
+def _etc_files(stage: Path, uid: int | None) -> dict[str, Path]:
+    """Generated ``/etc`` files for the sandbox (no host account or host name leaks in)."""
+    u = uid if uid is not None else os.getuid()
+    g = uid if uid is not None else os.getgid()
+    files = {
+        "passwd": f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+                  f"learner:x:{u}:{g}:learner:{SCRATCH_IN_NS}/.home:/usr/sbin/nologin\n",
+        "group": f"root:x:0:\nlearner:x:{g}:\n",
+        "hosts": "127.0.0.1 localhost\n::1 localhost\n",
+    }
+    out = {}
+    folder = stage / "etc"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+        os.chmod(folder / name, 0o644)
+        out[f"/etc/{name}"] = folder / name
+    return out
+
+
+def bwrap_cmd(stage: Path, scratch: Path, uid: int | None) -> list[str]:
+    """The ``bwrap`` command line (up to the program it runs) for one sandboxed run.
+
+    ``scratch`` becomes ``/tmp/submission`` (the one writable host folder); ``uid``: as root,
+    the uid the run drops to (``setpriv`` inside the sandbox), else None.
+    """
+    root = os.geteuid() == 0
+    cmd = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    if root:
+        cmd += ["--cap-drop", "ALL"]
+        if uid is not None:
+            cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+    else:
+        cmd += ["--unshare-user", "--cap-drop", "ALL"]
+    # the fresh file systems first: a bound path may lie under /tmp (a checkout, a venv)
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--size", str(256 * 2**20), "--perms", "1777", "--tmpfs", "/dev/shm",
+            "--size", str(512 * 2**20), "--perms", "1777", "--tmpfs", "/tmp"]
+    made: set = {Path("/tmp"), Path("/dev"), Path("/proc")}
+
+    def dirs_to(target: Path):
+        out = []
+        for a in reversed(target.parents):
+            if str(a) != "/" and a not in made:
+                made.add(a)
+                out += ["--perms", "0755", "--dir", str(a)]
+        return out
+
+    for top in BWRAP_TOP:
+        p = Path(top)
+        if p.is_symlink():
+            cmd += ["--symlink", os.readlink(p), top]
+        elif p.is_dir():
+            cmd += ["--ro-bind", top, top]
+    for sysdir in BWRAP_SYSTEM:
+        p = Path(sysdir)
+        if p.is_dir() and not p.is_symlink():
+            cmd += dirs_to(p) + ["--ro-bind", sysdir, sysdir]
+            made.add(p)
+    if root and uid is not None:
+        sp = shutil.which("setpriv")
+        real = Path(sp).resolve()
+        if not any(_is_within(real, Path(d)) for d in BWRAP_SYSTEM):
+            cmd += dirs_to(real) + ["--ro-bind", str(real), str(real)]
+    for f in BWRAP_ETC:
+        if Path(f).exists():
+            cmd += dirs_to(Path(f)) + ["--ro-bind", f, f]
+    for dest, src in _etc_files(stage, uid).items():
+        cmd += dirs_to(Path(dest)) + ["--ro-bind", str(src), dest]
+    for p in bwrap_paths():
+        if p.exists():
+            cmd += dirs_to(p) + ["--ro-bind", str(p), str(p)]
+            made.add(p)
+    cmd += ["--bind", str(scratch), SCRATCH_IN_NS, "--chdir", SCRATCH_IN_NS]
+    if root and uid is not None:
+        cmd += ["--", str(Path(shutil.which("setpriv")).resolve())] + _setpriv_args(uid)[1:]
+    else:
+        cmd += ["--"]
+    return cmd
 
 
 # --------------------------------------------------------------------------- the run
@@ -372,7 +539,25 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
     rfd = os.open(results_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
     lfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        if level == LEVEL_PROCESS:
+        if level in (LEVEL_BWRAP, LEVEL_BWRAP_UID):
+            scratch = stage / "scratch"
+            scratch.mkdir(mode=0o700)
+            for f in inp.iterdir():
+                shutil.copy(f, scratch / f.name)
+            (scratch / ".home").mkdir()
+            (scratch / ".tmp").mkdir()
+            juid = uid if level == LEVEL_BWRAP_UID else None
+            if juid is not None:
+                for dirpath, dirnames, filenames in os.walk(scratch):
+                    os.chown(dirpath, juid, juid)
+                    for f in filenames:
+                        os.chown(os.path.join(dirpath, f), juid, juid)
+                # bwrap enters it before setpriv, as root without capabilities: let it traverse
+                os.chmod(scratch, 0o711)
+            env = _env(SCRATCH_IN_NS, seed)
+            cmd = bwrap_cmd(stage, scratch, juid) + _pytest_args(limits)
+            cwd = str(stage)
+        elif level == LEVEL_PROCESS:
             scratch = stage / "scratch"
             scratch.mkdir(mode=0o700)
             for f in inp.iterdir():
@@ -397,7 +582,7 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
         else:
             env["COURSE_GRADE_RESULTS_FD"] = str(rfd)
             extra = {"pass_fds": (rfd,), "start_new_session": True,
-                     "preexec_fn": _limits_fn(limits, level == LEVEL_NS_UID)}
+                     "preexec_fn": _limits_fn(limits, level in (LEVEL_NS_UID, LEVEL_BWRAP_UID))}
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=lfd,
                                 stderr=subprocess.STDOUT, **extra)
