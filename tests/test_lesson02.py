@@ -8,14 +8,22 @@ import pytest
 import torch
 
 from helpers.checks import run
+from helpers.checks.core import PUBLISHED_SEED
 
 
-def verdict(ex, fn):
-    return run(ex, fn)[0]
+SEEDS = [0, 1, 7, 12345]
+HINTS: list[tuple[str, str]] = []          # (exercise, message) of every failure the tests saw
 
 
-def assert_fails(ex, fn, hint):
-    v = verdict(ex, fn)
+def verdict(ex, fn, seed=PUBLISHED_SEED):
+    v = run(ex, fn, seed=seed)[0]
+    if not v.passed:
+        HINTS.append((ex, v.message))
+    return v
+
+
+def assert_fails(ex, fn, hint, seed=PUBLISHED_SEED):
+    v = verdict(ex, fn, seed)
     assert v.status == "failed" and hint in v.message, v.text()
 
 
@@ -43,9 +51,10 @@ def ridge_dual_torch(X, y, lam):
     return torch.linalg.lstsq(Xt, yt.unsqueeze(1)).solution.squeeze(1)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn", [ridge_solve, ridge_augmented, ridge_svd, ridge_dual_torch])
-def test_ex21_correct(fn):
-    assert verdict("ex2.1", fn).passed
+def test_ex21_correct(fn, seed):
+    assert verdict("ex2.1", fn, seed).passed
 
 
 def ridge_inplace(X, y, lam):
@@ -53,6 +62,7 @@ def ridge_inplace(X, y, lam):
     return ridge_solve(X, y, lam)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (lambda X, y, lam: ridge_solve(X, y, lam / 2), "lam/2"),
     (lambda X, y, lam: ridge_solve(X, y, 2 * lam), "2*lam"),
@@ -68,8 +78,8 @@ def ridge_inplace(X, y, lam):
     (lambda X, y, lam: np.append(ridge_solve(X, y, lam), 0.0), "no intercept"),
     (ridge_inplace, "in place"),
 ])
-def test_ex21_mistakes(fn, hint):
-    assert_fails("ex2.1", fn, hint)
+def test_ex21_mistakes(fn, hint, seed):
+    assert_fails("ex2.1", fn, hint, seed)
 
 
 def test_ex21_column_vector_is_accepted():
@@ -117,14 +127,16 @@ def l1_loop(model, lam):
     return total * lam
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn", [l2_reference, l2_norm_squared, l2_flat])
-def test_ex22_correct(fn):
-    assert verdict("ex2.2", fn).passed
+def test_ex22_correct(fn, seed):
+    assert verdict("ex2.2", fn, seed).passed
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn", [l1_reference, l1_norm, l1_loop])
-def test_ex23_correct(fn):
-    assert verdict("ex2.3", fn).passed
+def test_ex23_correct(fn, seed):
+    assert verdict("ex2.3", fn, seed).passed
 
 
 def _all(model, f):
@@ -146,6 +158,7 @@ def _weights(model):
 sq = lambda p: p ** 2  # noqa: E731
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (lambda m, lam: lam * _all(m, sq), "biases"),
     (lambda m, lam: lam * _named_weight(m, sq), "by the name 'weight'"),
@@ -160,8 +173,8 @@ sq = lambda p: p ** 2  # noqa: E731
     (lambda m, lam: l2_reference(m, lam).detach(), "not connected"),
     (lambda m, lam: torch.tensor(l2_reference(m, lam).item()), "not connected"),
 ])
-def test_ex22_mistakes(fn, hint):
-    assert_fails("ex2.2", fn, hint)
+def test_ex22_mistakes(fn, hint, seed):
+    assert_fails("ex2.2", fn, hint, seed)
 
 
 def test_ex22_changing_the_model_fails():
@@ -180,6 +193,7 @@ def test_ex22_wrong_gradient_fails():
     assert_fails("ex2.2", detached_half, "gradient")
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (lambda m, lam: lam * _all(m, torch.abs), "biases"),
     (lambda m, lam: lam * _named_weight(m, torch.abs), "by the name 'weight'"),
@@ -192,10 +206,11 @@ def test_ex22_wrong_gradient_fails():
     (lambda m, lam: l1_reference(m, lam).detach().numpy(), "not a torch tensor"),
     (lambda m, lam: lam * sum(torch.sqrt(p ** 2).sum() for p in _weights(m)), "nan"),
 ])
-def test_ex23_mistakes(fn, hint):
-    assert_fails("ex2.3", fn, hint)
+def test_ex23_mistakes(fn, hint, seed):
+    assert_fails("ex2.3", fn, hint, seed)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 # ---------------------------------------------------------------- ex2.4 l1_subgradient
 @pytest.mark.parametrize("fn", [
     lambda w, lam: lam * torch.sign(w),
@@ -203,27 +218,29 @@ def test_ex23_mistakes(fn, hint):
     lambda w, lam: torch.from_numpy(lam * np.sign(w.numpy())),
     lambda w, lam: lam * ((w > 0).to(w.dtype) - (w < 0).to(w.dtype)),
 ])
-def test_ex24_correct(fn):
-    assert verdict("ex2.4", fn).passed
+def test_ex24_correct(fn, seed):
+    assert verdict("ex2.4", fn, seed).passed
 
 
 def subgrad_inplace(w, lam):
     return w.sign_().mul_(lam)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (lambda w, lam: lam * w / w.abs(), "nan where w == 0"),
     (lambda w, lam: lam * torch.where(w >= 0, 1.0, -1.0).to(w.dtype), "sign of 0 must be 0"),
     (lambda w, lam: lam * torch.where(w > 0, 1.0, -1.0).to(w.dtype), "-lam where w == 0"),
     (lambda w, lam: torch.sign(w), "without the factor lam"),
     (lambda w, lam: lam * w / (w.abs() + 1e-8), "eps"),
-    (lambda w, lam: lam * w, "lam * sign(w)"),
+    (lambda w, lam: lam * w, "+lam for positive weights"),
     (subgrad_inplace, "in place"),
 ])
-def test_ex24_mistakes(fn, hint):
-    assert_fails("ex2.4", fn, hint)
+def test_ex24_mistakes(fn, hint, seed):
+    assert_fails("ex2.4", fn, hint, seed)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 # ---------------------------------------------------------------- ex2.5 soft_threshold
 @pytest.mark.parametrize("fn", [
     lambda w, t: torch.sign(w) * torch.clamp(w.abs() - t, min=0),
@@ -231,8 +248,8 @@ def test_ex24_mistakes(fn, hint):
     lambda w, t: torch.from_numpy(np.sign(w.numpy()) * np.maximum(np.abs(w.numpy()) - t, 0)),
     lambda w, t: torch.relu(w - t) - torch.relu(-w - t),
 ])
-def test_ex25_correct(fn):
-    assert verdict("ex2.5", fn).passed
+def test_ex25_correct(fn, seed):
+    assert verdict("ex2.5", fn, seed).passed
 
 
 def soft_inplace(w, t):
@@ -240,16 +257,17 @@ def soft_inplace(w, t):
     return w.sign_().mul_(shrunk)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (lambda w, t: w - t * torch.sign(w), "overshoot zero"),
     (lambda w, t: torch.where(w.abs() > t, w, torch.zeros_like(w)), "hard thresholding"),
     (lambda w, t: torch.clamp(w - t, min=0), "negative weights all became 0"),
     (lambda w, t: torch.clamp(w.abs() - t, min=0), "sign was lost"),
-    (lambda w, t: torch.sign(w) * torch.clamp(w.abs() - 2 * t, min=0), "sign(w) * max(|w| - t, 0)"),
+    (lambda w, t: torch.sign(w) * torch.clamp(w.abs() - 2 * t, min=0), "move by t towards 0"),
     (soft_inplace, "in place"),
 ])
-def test_ex25_mistakes(fn, hint):
-    assert_fails("ex2.5", fn, hint)
+def test_ex25_mistakes(fn, hint, seed):
+    assert_fails("ex2.5", fn, hint, seed)
 
 
 # ---------------------------------------------------------------- ex2.6 sgd_step
@@ -261,14 +279,15 @@ def sgd_torch_optim(w, grad, lr, weight_decay):
     return p.detach()
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn", [
     lambda w, g, lr, wd: w - lr * (g + wd * w),
     lambda w, g, lr, wd: w * (1 - lr * wd) - lr * g,
     sgd_torch_optim,
     lambda w, g, lr, wd: torch.from_numpy(w.numpy() - lr * g.numpy() - lr * wd * w.numpy()),
 ])
-def test_ex26_correct(fn):
-    assert verdict("ex2.6", fn).passed
+def test_ex26_correct(fn, seed):
+    assert verdict("ex2.6", fn, seed).passed
 
 
 def sgd_inplace(w, g, lr, wd):
@@ -276,17 +295,18 @@ def sgd_inplace(w, g, lr, wd):
     return w
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
-    (lambda w, g, lr, wd: w - lr * g - wd * w, "not multiplied by lr"),
-    (lambda w, g, lr, wd: w - lr * (g + 2 * wd * w), "no factor 2"),
-    (lambda w, g, lr, wd: w - lr * (g + wd / 2 * w), "weight_decay / 2"),
+    (lambda w, g, lr, wd: w - lr * g - wd * w, "not scaled by the learning rate"),
+    (lambda w, g, lr, wd: w - lr * (g + 2 * wd * w), "twice torch"),
+    (lambda w, g, lr, wd: w - lr * (g + wd / 2 * w), "half of torch"),
     (lambda w, g, lr, wd: w - lr * (g - wd * w), "wrong sign"),
     (lambda w, g, lr, wd: w - lr * g, "ignored"),
     (lambda w, g, lr, wd: lr * (g + wd * w), "the step, not the new weights"),
     (sgd_inplace, "in place"),
 ])
-def test_ex26_mistakes(fn, hint):
-    assert_fails("ex2.6", fn, hint)
+def test_ex26_mistakes(fn, hint, seed):
+    assert_fails("ex2.6", fn, hint, seed)
 
 
 # ---------------------------------------------------------------- ex2.7 adamw_step
@@ -322,9 +342,10 @@ def adamw_numpy_torch_style(w, grad, m, v, t, lr, betas, eps, weight_decay):
     return tuple(torch.from_numpy(a) for a in (w, m, v))
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn", [adamw_reference, adamw_torch_optim, adamw_numpy_torch_style])
-def test_ex27_correct(fn):
-    assert verdict("ex2.7", fn).passed
+def test_ex27_correct(fn, seed):
+    assert verdict("ex2.7", fn, seed).passed
 
 
 def _variant(decay="before", bias=True, eps_inside=False, t_shift=0):
@@ -358,11 +379,12 @@ def adamw_inplace(w, grad, m, v, t, lr, betas, eps, weight_decay):
     return w - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps), m, v
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (_variant(decay="coupled"), "Adam with an L2 term"),
     (_variant(decay="after"), "after the Adam update"),
     (_variant(bias=False), "bias correction is missing"),
-    (_variant(decay="no_lr"), "not multiplied by lr"),
+    (_variant(decay="no_lr"), "not scaled by the learning rate"),
     (_variant(decay="none"), "weight_decay was ignored"),
     (_variant(eps_inside=True), "inside the square root"),
     (_variant(t_shift=1), "t + 1"),
@@ -375,24 +397,202 @@ def adamw_inplace(w, grad, m, v, t, lr, betas, eps, weight_decay):
      "beta"),
     (adamw_inplace, "in place"),
 ])
-def test_ex27_mistakes(fn, hint):
-    assert_fails("ex2.7", fn, hint)
+def test_ex27_mistakes(fn, hint, seed):
+    assert_fails("ex2.7", fn, hint, seed)
 
 
-# ---------------------------------------------------------------- ex2.8 weight_decay_equivalent
-@pytest.mark.parametrize("value", [1e-3, 0.001, np.float32(1e-3).item(), 2 * 5e-4, torch.tensor(1e-3, dtype=torch.float64)])
-def test_ex28_correct(value):
-    assert verdict("ex2.8", value).passed
+@pytest.mark.parametrize("seed", SEEDS)
+# ---------------------------------------------------------------- ex2.8 decay_param_groups
+def groups_reference(model, weight_decay):
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
 
 
-@pytest.mark.parametrize("value,hint", [
-    (5e-4, "factor 2 is missing"),
-    (2.5e-4, "halved"),
-    (1e-2, "Compare the gradient"),
-    (None, "not set"),
+def groups_named_loop(model, weight_decay):
+    decay, rest = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 else rest).append(p)
+    return ({"params": decay, "weight_decay": weight_decay, "lr": 1e-3},   # extra keys are fine
+            {"params": rest, "weight_decay": 0})
+
+
+def groups_filter_reversed(model, weight_decay):
+    trainable = list(filter(lambda p: p.requires_grad, model.parameters()))[::-1]
+    return [dict(params=[p for p in trainable if len(p.shape) > 1], weight_decay=weight_decay),
+            dict(params=(p for p in trainable if len(p.shape) <= 1), weight_decay=0.0)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", [groups_reference, groups_named_loop, groups_filter_reversed])
+def test_ex28_correct(fn, seed):
+    assert verdict("ex2.8", fn, seed).passed
+
+
+def test_ex28_reference_builds_an_optimizer():
+    from helpers.checks.lesson02 import _groups_model
+    for which in range(3):
+        model = _groups_model(which, 0)
+        opt = torch.optim.AdamW(groups_reference(model, 0.1))
+        assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+
+def _by_name(model, weight_decay, rule):
+    decay, rest = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if rule(n, p) else rest).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def _twice(model, wd):
+    g = groups_reference(model, wd)
+    g[1]["params"] = g[1]["params"] + g[0]["params"][:1]
+    return g
+
+
+def _missing(model, wd):
+    g = groups_reference(model, wd)
+    g[1]["params"] = g[1]["params"][1:]
+    return g
+
+
+def _no_key(model, wd):
+    g = groups_reference(model, wd)
+    del g[1]["weight_decay"]
+    return g
+
+
+def _copies(model, wd):
+    g = groups_reference(model, wd)
+    g[0]["params"] = [p.detach().clone() for p in g[0]["params"]]
+    return g
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn,hint", [
+    (lambda m, wd: _by_name(m, wd, lambda n, p: n.endswith("weight")), "normalisation layer"),
+    (lambda m, wd: _by_name(m, wd, lambda n, p: p.dim() > 1 or n.endswith("bias")), "a bias"),
+    (lambda m, wd: [{"params": [p for p in m.parameters() if p.dim() > 1], "weight_decay": wd},
+                    {"params": [p for p in m.parameters() if p.dim() <= 1], "weight_decay": 0.0}],
+     "frozen"),
+    (_twice, "every trainable parameter belongs to exactly one group"),
+    (_missing, "neither group"),
+    (lambda m, wd: groups_reference(m, wd)[::-1], "wrong order"),
+    (lambda m, wd: [{"params": groups_reference(m, wd)[0]["params"], "weight_decay": 0.0},
+                    {"params": groups_reference(m, wd)[1]["params"], "weight_decay": wd}],
+     "wrong group"),
+    (lambda m, wd: [{"params": groups_reference(m, wd)[0]["params"], "weight_decay": 2 * wd},
+                    groups_reference(m, wd)[1]], "as it is"),
+    (_no_key, "default (0.01)"),
+    (_copies, "parameter tensors themselves"),
+    (lambda m, wd: _by_name(m, wd, lambda n, p: isinstance(p, torch.nn.Parameter) and p.dim() > 1
+                            and "0" in n), "not in the decay group"),
+    (lambda m, wd: groups_reference(m, wd)[0], "list of two dicts"),
 ])
-def test_ex28_mistakes(value, hint):
-    assert_fails("ex2.8", value, hint)
+def test_ex28_mistakes(fn, hint, seed):
+    assert_fails("ex2.8", fn, hint, seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ex28_mistakes_name_the_parameter_kind(seed):
+    """A bias, a norm scale and a 1-D gain in the decay group each get their own reason."""
+    everything = lambda m, wd: [{"params": [p for p in m.parameters() if p.requires_grad],  # noqa: E731
+                                 "weight_decay": wd}, {"params": [], "weight_decay": 0.0}]
+    assert_fails("ex2.8", everything, "is a bias", seed)
+    no_bias = lambda m, wd: _by_name(m, wd, lambda n, p: not n.endswith("bias"))  # noqa: E731
+    assert_fails("ex2.8", no_bias, "normalisation layer", seed)
+    by_type = lambda m, wd: _by_name(  # noqa: E731
+        m, wd, lambda n, p: p.dim() > 1 or (n.endswith("gain")))
+    assert_fails("ex2.8", by_type, "1-D parameter", seed)
+
+
+# ---------------------------------------------------------------- dtype (issue 14)
+def test_ex26_float_cast_is_told_dtype():
+    assert_fails("ex2.6", lambda w, g, lr, wd: (w - lr * (g + wd * w)).float(), "is float32, the input float64")
+
+
+def test_ex27_float_cast_is_told_dtype():
+    def cast(w, grad, m, v, t, lr, betas, eps, weight_decay):
+        return tuple(a.float() for a in adamw_reference(w, grad, m, v, t, lr, betas, eps, weight_decay))
+    assert_fails("ex2.7", cast, "is float32, the input float64")
+
+
+def test_float32_penalties_pass():
+    """ex2.2/ex2.3 are float-valued: a penalty computed in float32 (the model's dtype) passes,
+    and so does one computed in float64."""
+    for seed in SEEDS:
+        assert verdict("ex2.2", lambda m, lam: lam * sum((p.double() ** 2).sum() for p in m.parameters()
+                                                         if p.dim() > 1), seed).passed
+        assert verdict("ex2.3", l1_reference, seed).passed
+
+
+# ---------------------------------------------------------------- unseen seeds, hints
+def _hard_coded(ex, fn):
+    """An answer that returns, call after call, what ``fn`` returned at the published seed."""
+    outputs = []
+    run(ex, lambda *a: outputs.append(fn(*a)) or outputs[-1], seed=PUBLISHED_SEED)
+    it = {"i": 0}
+
+    def answer(*_):
+        out = outputs[it["i"] % len(outputs)]
+        it["i"] += 1
+        return out
+    return answer, it
+
+
+@pytest.mark.parametrize("ex,fn", [
+    ("ex2.1", ridge_solve), ("ex2.2", lambda m, lam: l2_reference(m, lam).item()),
+    ("ex2.4", lambda w, lam: lam * torch.sign(w)),
+    ("ex2.5", lambda w, t: torch.sign(w) * torch.clamp(w.abs() - t, min=0.0)),
+    ("ex2.6", lambda w, g, lr, wd: w - lr * (g + wd * w)), ("ex2.7", adamw_reference),
+])
+def test_hard_coded_published_outputs_fail_at_another_seed(ex, fn):
+    answer, it = _hard_coded(ex, fn)
+    if ex != "ex2.2":       # a float cannot carry a gradient: ex2.2's copy fails at every seed
+        assert run(ex, answer, seed=PUBLISHED_SEED)[0].passed
+    it["i"] = 0
+    assert not run(ex, answer, seed=1)[0].passed
+
+
+def test_ex28_depends_on_the_seed():
+    """The weight_decay of each case is drawn from the seed: the published value fails elsewhere."""
+    from helpers.checks.lesson02 import _groups_cases
+    wds = [wd for _, _, wd in _groups_cases(PUBLISHED_SEED)]
+    calls = {"i": 0}
+
+    def fixed(model, weight_decay):
+        out = groups_reference(model, wds[calls["i"] % 3])
+        calls["i"] += 1
+        return out
+    assert run("ex2.8", fixed, seed=PUBLISHED_SEED)[0].passed
+    calls["i"] = 0
+    assert not run("ex2.8", fixed, seed=1)[0].passed
+
+
+# what a hint must never spell out (the reference answers' expressions)
+REFERENCE = {
+    "ex2.1": ["X.T @ X + lam * np.eye", "(X^T X + lam*I) w = X^T y", "X^T X + lam * I"],
+    "ex2.2": ["sum((p ** 2).sum() for p in model.parameters() if p.dim() > 1)"],
+    "ex2.3": ["sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)"],
+    "ex2.4": ["lam * torch.sign(w)", "lam * sign(w)"],
+    "ex2.5": ["torch.sign(w) * torch.clamp", "sign(w) * max(|w| - t, 0)"],
+    "ex2.6": ["w - lr * (grad + weight_decay * w)", "grad + weight_decay * w", "w - lr * g"],
+    "ex2.7": ["w * (1 - lr * weight_decay)", "(1 - lr * weight_decay)", "beta1 * m + (1 - beta1) * grad",
+              "beta1*m + (1-beta1)*grad", "m_hat / (sqrt(v_hat) + eps)"],
+    "ex2.8": ["if p.requires_grad and p.dim() > 1", "[p for p in model.parameters()"],
+}
+
+
+def test_zz_hints_do_not_contain_the_reference_expression():
+    """Named to run after the tests above in this module: scans every message they produced."""
+    assert {ex for ex, _ in HINTS} >= set(REFERENCE)
+    for ex, msg in HINTS:
+        for expr in REFERENCE[ex]:
+            assert expr not in msg, (ex, expr, msg)
 
 
 # ---------------------------------------------------------------- records round-trip

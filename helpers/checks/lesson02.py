@@ -1,34 +1,33 @@
 """Checks for lesson 02 (weight decay): ex2.1 ridge_fit, ex2.2 l2_penalty, ex2.3 l1_penalty,
 ex2.4 l1_subgradient, ex2.5 soft_threshold, ex2.6 sgd_step, ex2.7 adamw_step and
-ex2.8 weight_decay_equivalent (a value).
+ex2.8 decay_param_groups.
 
-Same pattern as lesson 01: ``_*_cases()`` rebuild the fixed inputs (probe and judge both call
-them); probes return only what the learner's code gave back (and flags: input changed, is it
-a differentiable tensor, the gradients a backward pass on it produced); judges compute the
-references themselves in float64 (``torch.optim.SGD`` / ``torch.optim.AdamW`` for the update
-rules) and name the likely mistake when an answer matches a known wrong variant.
+Every case family is rebuilt from the case seed (``case_rng(seed, salt)``; structure, edge
+cases and exact zeros stay, values vary). Probes return only what the learner's code gave back
+(and flags: input changed, is it a differentiable tensor, the gradients a backward pass on it
+produced; for ex2.8 the groups as *names* of the model's parameters, matched by ``id()``).
+Judges compute the references themselves in float64 (``torch.optim.SGD`` / ``torch.optim.AdamW``
+for the update rules), check the dtype of returned tensors first, and name the likely mistake
+with ``match_mistake`` when an answer matches a known wrong variant; hints point at the idea,
+never at the finished expression. No exercise here is statistical.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
 
-from helpers.checks.core import (Fail, Value, as_array, as_float, capture, close, encode,
-                                 exercise, max_err, unwrap)
+from helpers.checks.core import (Fail, Raised, Value, as_array, as_float, capture, case_rng,
+                                 changed, close, encode, exercise, expect_array, learner_code,
+                                 match_mistake, max_err, snapshot, unwrap)
 
 
 def _same(a, b, rtol=1e-9, atol=1e-12) -> bool:
     return close(a, b, rtol=rtol, atol=atol)
 
 
-def _changed(before, after) -> bool:
-    """True unless two arrays/tensors hold exactly the same values (NaN-safe, -0.0 == 0.0)."""
-    a, b = np.asarray(before), np.asarray(after)
-    return bool(a.shape != b.shape or not np.array_equal(a, b, equal_nan=True))
-
-
 def _t(a, dtype="float64"):
-    import torch
     return torch.tensor(np.asarray(a), dtype=getattr(torch, dtype))
 
 
@@ -38,8 +37,8 @@ def _np(t) -> np.ndarray:
 
 # ================================================================== ex2.1 ridge_fit
 
-def _ridge_cases():
-    rng = np.random.default_rng(2101)
+def _ridge_cases(seed):
+    rng = case_rng(seed, 2101)
     X1 = rng.standard_normal((12, 4))
     y1 = X1 @ np.array([1.5, -2.0, 0.0, 0.7]) + 0.3 * rng.standard_normal(12)
     X3 = rng.standard_normal((5, 8))
@@ -60,17 +59,18 @@ def _ridge_ref(X, y, lam):
     return np.linalg.solve(X.T @ X + lam * np.eye(d), X.T @ y)
 
 
-def probe_ridge(ridge_fit):
+def probe_ridge(ridge_fit, seed):
     out = []
-    for _, X, y, lam in _ridge_cases():
+    for _, X, y, lam in _ridge_cases(seed):
         Xi, yi = X.copy(), y.copy()
+        keep = snapshot(Xi, yi)
         out.append({"result": capture(ridge_fit, Xi, yi, lam),
-                    "input_changed": _changed(Xi, X) or _changed(yi, y)})
+                    "input_changed": changed(keep, Xi, yi)})
     return out
 
 
-def judge_ridge(data):
-    for (label, X, y, lam), got in zip(_ridge_cases(), data, strict=True):
+def judge_ridge(data, seed):
+    for (label, X, y, lam), got in zip(_ridge_cases(seed), data, strict=True):
         n, d = X.shape
         ref = _ridge_ref(X, y, lam)
         a = as_array(got["result"], "ridge_fit(X, y, lam)")
@@ -90,8 +90,8 @@ def judge_ridge(data):
         if lam > 0:
             variants = [
                 (lam / 2, "you minimised ||Xw-y||^2 + (lam/2)*||w||^2: you used lam/2 where the "
-                          "objective has lam. The 1/2 belongs to the (lam/2)||w||^2 convention, "
-                          "not to this exercise: solve (X^T X + lam*I) w = X^T y."),
+                          "objective has lam. The 1/2 belongs to the (lam/2)||w||^2 convention "
+                          "of other texts, not to this exercise's objective."),
                 (2 * lam, "you used 2*lam: the gradient of the objective is "
                           "2 X^T (Xw - y) + 2 lam w, and both factors 2 cancel when you set it to zero."),
                 (lam * n, f"you used lam * n (n = {n} samples): the penalty in this exercise is "
@@ -101,8 +101,8 @@ def judge_ridge(data):
                 (lam ** 2, "the penalty came out as lam**2 * ||w||^2. If you stacked rows under X "
                            "to solve it as least squares, stack sqrt(lam) * I (and zeros under y), "
                            "not lam * I."),
-                (0.0, "lam had no effect: this is the ordinary least-squares solution. Add "
-                      "lam * I to X^T X."),
+                (0.0, "lam had no effect: this is the ordinary least-squares solution. The "
+                      "penalty must change the linear system you solve."),
             ]
             for lam_v, hint in variants:
                 alt = _ridge_ref(X, y, lam_v) if lam_v > 0 else np.linalg.lstsq(X, y, rcond=None)[0]
@@ -110,8 +110,9 @@ def judge_ridge(data):
                     raise Fail(f"{label}: {hint}")
             alt = np.linalg.lstsq(X.T @ X + lam, X.T @ y, rcond=None)[0]
             if _same(a, alt, rtol=1e-6, atol=1e-9):
-                raise Fail(f"{label}: you added lam to every entry of X^T X. The penalty adds lam "
-                           "only on the diagonal: X^T X + lam * I (np.eye).")
+                raise Fail(f"{label}: you added lam to every entry of X^T X. The penalty "
+                           "lam * ||w||^2 touches each weight on its own: which entries of the "
+                           "matrix does its gradient reach?")
         obj = lambda w: float(np.sum((X @ w - y) ** 2) + lam * np.sum(w ** 2))
         raise Fail(f"{label}: these are not the ridge weights (largest difference "
                    f"{max_err(a, ref):.3g}; objective ||Xw-y||^2 + lam*||w||^2 = {obj(a):.6g} "
@@ -125,13 +126,10 @@ exercise("ex2.1", "ridge_fit", probe_ridge, judge_ridge)
 
 # ================================================================== ex2.2 / ex2.3 penalties
 
-def _penalty_model(which: int):
+def _penalty_model(which: int, seed: int):
     """The fixed models the penalty checks use: 0 = Linear + BatchNorm1d + Linear,
     1 = Conv2d + BatchNorm2d + Linear(bias=False) + LayerNorm. Deterministic float32 weights."""
-    import torch
-    from torch import nn
-
-    rng = np.random.default_rng(2200 + which)
+    rng = case_rng(seed, 2200 + which)
     if which == 0:
         model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
     else:
@@ -153,9 +151,9 @@ def _penalty_cases():
             ("Conv2d + BatchNorm2d + Linear(bias=False) + LayerNorm, lam = 0.7", 1, 0.7)]
 
 
-def _param_table(which: int):
+def _param_table(which: int, seed: int):
     """(name, float64 array, kind) for every parameter; kind is the owning module's class name."""
-    model = _penalty_model(which)
+    model = _penalty_model(which, seed)
     owner = {}
     for mname, mod in model.named_modules():
         for pname, _ in mod.named_parameters(recurse=False):
@@ -163,12 +161,10 @@ def _param_table(which: int):
     return [(n, _np(p), owner[n]) for n, p in model.named_parameters()]
 
 
-def _probe_penalty(fn):
-    import torch
-
+def _probe_penalty(fn, seed):
     out = []
     for _, which, lam in _penalty_cases():
-        model = _penalty_model(which)
+        model = _penalty_model(which, seed)
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         holder = {}
 
@@ -184,7 +180,8 @@ def _probe_penalty(fn):
         if isinstance(v, torch.Tensor) and v.requires_grad:
             try:
                 model.zero_grad(set_to_none=True)
-                v.sum().backward()
+                with learner_code():             # the graph may run learner-defined functions
+                    v.sum().backward()
                 rec["grads"] = {n: (encode(p.grad) if p.grad is not None else None)
                                 for n, p in model.named_parameters()}
             except Exception as e:  # noqa: BLE001 - recorded, judged
@@ -247,10 +244,10 @@ def _penalty_variants(table, lam, kind):
     return ref, [(v, h) for v, h in out if v is not None]
 
 
-def _judge_penalty(data, kind):
+def _judge_penalty(data, seed, kind):
     name = "l2_penalty" if kind == "l2" else "l1_penalty"
     for (label, which, lam), got in zip(_penalty_cases(), data, strict=True):
-        table = _param_table(which)
+        table = _param_table(which, seed)
         ref, variants = _penalty_variants(table, lam, kind)
         v = as_float(got["result"], f"{name}(model, lam)")
         if not abs(v - ref) <= 1e-5 * abs(ref) + 1e-7:
@@ -304,20 +301,20 @@ def _judge_penalty(data, kind):
     return None
 
 
-def probe_l2(l2_penalty):
-    return _probe_penalty(l2_penalty)
+def probe_l2(l2_penalty, seed):
+    return _probe_penalty(l2_penalty, seed)
 
 
-def judge_l2(data):
-    return _judge_penalty(data, "l2")
+def judge_l2(data, seed):
+    return _judge_penalty(data, seed, "l2")
 
 
-def probe_l1(l1_penalty):
-    return _probe_penalty(l1_penalty)
+def probe_l1(l1_penalty, seed):
+    return _probe_penalty(l1_penalty, seed)
 
 
-def judge_l1(data):
-    return _judge_penalty(data, "l1")
+def judge_l1(data, seed):
+    return _judge_penalty(data, seed, "l1")
 
 
 exercise("ex2.2", "l2_penalty", probe_l2, judge_l2)
@@ -326,8 +323,8 @@ exercise("ex2.3", "l1_penalty", probe_l1, judge_l1)
 
 # ================================================================== ex2.4 l1_subgradient
 
-def _subgrad_cases():
-    rng = np.random.default_rng(2401)
+def _subgrad_cases(seed):
+    rng = case_rng(seed, 2401)
     v1 = np.array([-2.0, -0.5, 0.0, 0.3, 1e-12, -3e-20, 7.0, -0.0])
     m2 = np.round(rng.normal(0, 1, (3, 4)), 2)
     m2[0, 1] = m2[2, 3] = 0.0
@@ -344,18 +341,18 @@ def _probe_elementwise(fn, cases):
     out = []
     for _, w, dt, param in cases:
         wi = _t(w, dt)
-        keep = wi.clone()
+        keep = snapshot(wi)
         out.append({"result": capture(fn, wi, param),
-                    "input_changed": _changed(_np(keep), _np(wi))})
+                    "input_changed": changed(keep, wi)})
     return out
 
 
-def probe_subgrad(l1_subgradient):
-    return _probe_elementwise(l1_subgradient, _subgrad_cases())
+def probe_subgrad(l1_subgradient, seed):
+    return _probe_elementwise(l1_subgradient, _subgrad_cases(seed))
 
 
-def judge_subgrad(data):
-    for (label, w, dt, lam), got in zip(_subgrad_cases(), data, strict=True):
+def judge_subgrad(data, seed):
+    for (label, w, dt, lam), got in zip(_subgrad_cases(seed), data, strict=True):
         w = w.astype(np.float32).astype(np.float64) if dt == "float32" else w
         ref = lam * np.sign(w)
         a = as_array(got["result"], "l1_subgradient(w, lam)")
@@ -390,7 +387,7 @@ def judge_subgrad(data):
                        "number is +1 or -1 however small it is; an eps in a denominator "
                        "(w / (|w| + eps)) breaks that.")
         raise Fail(f"{label}: wrong values (largest difference {max_err(a, ref):.3g}); expected "
-                   "lam * sign(w): +lam for positive weights, -lam for negative, 0 at 0.")
+                   "+lam for positive weights, -lam for negative ones, 0 at 0.")
     return None
 
 
@@ -399,8 +396,8 @@ exercise("ex2.4", "l1_subgradient", probe_subgrad, judge_subgrad)
 
 # ================================================================== ex2.5 soft_threshold
 
-def _soft_cases():
-    rng = np.random.default_rng(2501)
+def _soft_cases(seed):
+    rng = case_rng(seed, 2501)
     v1 = np.array([-2.0, -0.31, -0.3, -0.1, 0.0, 0.05, 0.3, 0.45, 3.0])
     m3 = np.round(rng.normal(0, 1, (4, 5)), 2)
     return [("a float64 vector with |w| below, at and above t = 0.3", v1, "float64", 0.3),
@@ -409,12 +406,12 @@ def _soft_cases():
             ("t larger than every |w| (everything becomes 0), t = 10", v1, "float64", 10.0)]
 
 
-def probe_soft(soft_threshold):
-    return _probe_elementwise(soft_threshold, _soft_cases())
+def probe_soft(soft_threshold, seed):
+    return _probe_elementwise(soft_threshold, _soft_cases(seed))
 
 
-def judge_soft(data):
-    for (label, w, dt, t), got in zip(_soft_cases(), data, strict=True):
+def judge_soft(data, seed):
+    for (label, w, dt, t), got in zip(_soft_cases(seed), data, strict=True):
         w = w.astype(np.float32).astype(np.float64) if dt == "float32" else w
         ref = np.sign(w) * np.maximum(np.abs(w) - t, 0.0)
         a = as_array(got["result"], "soft_threshold(w, t)")
@@ -438,8 +435,8 @@ def judge_soft(data):
         if _same(a, np.maximum(np.abs(w) - t, 0.0), **tol):
             raise Fail(f"{label}: the sign was lost (negative weights came back positive). "
                        "Multiply by sign(w).")
-        raise Fail(f"{label}: wrong values (largest difference {max_err(a, ref):.3g}); expected "
-                   "sign(w) * max(|w| - t, 0).")
+        raise Fail(f"{label}: wrong values (largest difference {max_err(a, ref):.3g}). Entries "
+                   "with |w| <= t must become 0; the others move by t towards 0, keeping their sign.")
     return None
 
 
@@ -448,8 +445,8 @@ exercise("ex2.5", "soft_threshold", probe_soft, judge_soft)
 
 # ================================================================== ex2.6 sgd_step
 
-def _sgd_cases():
-    rng = np.random.default_rng(2601)
+def _sgd_cases(seed):
+    rng = case_rng(seed, 2601)
     w1, g1 = rng.normal(0, 1, 6), rng.normal(0, 1, 6)
     w3, g3 = rng.normal(0, 1, (3, 4)), rng.normal(0, 1, (3, 4))
     w4, g4 = np.round(rng.normal(0, 1, 5), 3), np.round(rng.normal(0, 1, 5), 3)
@@ -462,18 +459,17 @@ def _sgd_cases():
              w5, np.zeros(4), 0.2, 0.4, "float64")]
 
 
-def probe_sgd(sgd_step):
+def probe_sgd(sgd_step, seed):
     out = []
-    for _, w, g, lr, wd, dt in _sgd_cases():
+    for _, w, g, lr, wd, dt in _sgd_cases(seed):
         wi, gi = _t(w, dt), _t(g, dt)
-        kw, kg = wi.clone(), gi.clone()
+        keep = snapshot(wi, gi)
         out.append({"result": capture(sgd_step, wi, gi, lr, wd),
-                    "input_changed": _changed(_np(kw), _np(wi)) or _changed(_np(kg), _np(gi))})
+                    "input_changed": changed(keep, wi, gi)})
     return out
 
 
 def _torch_sgd(w, g, lr, wd):
-    import torch
     p = torch.tensor(w, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.SGD([p], lr=lr, weight_decay=wd)
     p.grad = torch.tensor(g, dtype=torch.float64)
@@ -481,12 +477,13 @@ def _torch_sgd(w, g, lr, wd):
     return _np(p)
 
 
-def judge_sgd(data):
-    for (label, w, g, lr, wd, dt), got in zip(_sgd_cases(), data, strict=True):
+def judge_sgd(data, seed):
+    for (label, w, g, lr, wd, dt), got in zip(_sgd_cases(seed), data, strict=True):
         if dt == "float32":
             w, g = w.astype(np.float32).astype(np.float64), g.astype(np.float32).astype(np.float64)
         ref = _torch_sgd(w, g, lr, wd)
-        a = as_array(got["result"], "sgd_step(w, grad, lr, weight_decay)")
+        a = expect_array(got["result"], "sgd_step(w, grad, lr, weight_decay)", dtype=dt,
+                         kind="torch")
         if a.shape != ref.shape:
             raise Fail(f"{label}: got shape {a.shape}, expected the shape of w, {ref.shape}.")
         if got["input_changed"]:
@@ -495,29 +492,27 @@ def judge_sgd(data):
         tol = dict(rtol=1e-6, atol=1e-7) if dt == "float32" else dict(rtol=1e-10, atol=1e-12)
         if _same(a, ref, **tol):
             continue
-        variants = [
-            (w - lr * g - wd * w, "the decay term was not multiplied by lr. torch adds "
-                                  "weight_decay * w to the gradient, and the whole sum is scaled by lr."),
-            (w - lr * (g + 2 * wd * w), "you used 2 * weight_decay * w. torch's weight_decay is "
-                                        "already the coefficient in the gradient (it is 2*lambda "
-                                        "for a penalty lambda*||w||^2): add weight_decay * w, no factor 2."),
-            (w - lr * (g + wd / 2 * w), "you used weight_decay / 2: torch adds weight_decay * w "
-                                        "to the gradient as it is."),
-            (w - lr * (g - wd * w), "the decay has the wrong sign: it must pull w towards 0, so "
-                                    "weight_decay * w is added to the gradient, then subtracted "
-                                    "with it from w."),
+        step = "you returned the step, not the new weights: where do the weights end up after it?"
+        mistakes = [
+            (w - lr * g - wd * w, "the decay term was not scaled by the learning rate. In "
+                                  "torch's SGD the decay is part of the gradient, and every part "
+                                  "of the gradient is scaled the same way."),
+            (w - lr * (g + 2 * wd * w), "your decay is twice torch's. weight_decay is already the "
+                                        "coefficient of w in the gradient (the factor 2 of a "
+                                        "penalty lambda*||w||^2 is inside it), so no factor 2."),
+            (w - lr * (g + wd / 2 * w), "your decay is half of torch's: weight_decay is used as "
+                                        "it is, without a factor 1/2."),
+            (w - lr * (g - wd * w), "the decay has the wrong sign: which way should it move "
+                                    "the weights?"),
             (w - lr * g, "weight_decay was ignored."),
-            (-lr * (g + wd * w), "you returned the step, not the new weights: return w minus "
-                                 "the step."),
-            (lr * (g + wd * w), "you returned the step, not the new weights: return w minus "
-                                "the step."),
+            (-lr * (g + wd * w), step),
+            (lr * (g + wd * w), step),
         ]
-        for alt, hint in variants:
-            if _same(a, alt, **tol) and not _same(alt, ref, **tol):
-                raise Fail(f"{label}: {hint}")
+        match_mistake(label, a, [(alt, h) for alt, h in mistakes if not _same(alt, ref, **tol)],
+                      **tol)
         raise Fail(f"{label}: wrong new weights (largest difference {max_err(a, ref):.3g}). "
-                   "One SGD step with weight decay: g = grad + weight_decay * w, then "
-                   "w - lr * g.")
+                   "Compare with what torch.optim.SGD does to the gradient when weight_decay "
+                   "is set, then to the weights.")
     return None
 
 
@@ -526,8 +521,8 @@ exercise("ex2.6", "sgd_step", probe_sgd, judge_sgd)
 
 # ================================================================== ex2.7 adamw_step
 
-def _adamw_cases():
-    rng = np.random.default_rng(2701)
+def _adamw_cases(seed):
+    rng = case_rng(seed, 2701)
     z = np.zeros(5)
     w1, g1 = rng.normal(0, 1, 5), rng.normal(0, 1, 5)
     g1[2] = 0.0
@@ -555,19 +550,18 @@ def _adamw_cases():
     ]
 
 
-def probe_adamw(adamw_step):
+def probe_adamw(adamw_step, seed):
     out = []
-    for _, w, g, m, v, t, lr, betas, eps, wd, dt in _adamw_cases():
+    for _, w, g, m, v, t, lr, betas, eps, wd, dt in _adamw_cases(seed):
         ins = [_t(a, dt) for a in (w, g, m, v)]
-        keep = [x.clone() for x in ins]
+        keep = snapshot(*ins)
         res = capture(adamw_step, *ins, t, lr, betas, eps, wd)
         out.append({"result": res,
-                    "input_changed": [_changed(_np(k), _np(x)) for k, x in zip(keep, ins)]})
+                    "input_changed": [changed([k], x) for k, x in zip(keep, ins)]})
     return out
 
 
 def _torch_adamw(w, g, m, v, t, lr, betas, eps, wd):
-    import torch
     p = torch.tensor(w, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.AdamW([p], lr=lr, betas=betas, eps=eps, weight_decay=wd, foreach=False)
     p.grad = torch.tensor(g, dtype=torch.float64)
@@ -604,8 +598,8 @@ def _adam_np(w, g, m, v, t, lr, b1, b2, eps, wd, decay="before", bias=True, eps_
     return w, m, v
 
 
-def judge_adamw(data):
-    for case, got in zip(_adamw_cases(), data, strict=True):
+def judge_adamw(data, seed):
+    for case, got in zip(_adamw_cases(seed), data, strict=True):
         label, w, g, m, v, t, lr, (b1, b2), eps, wd, dt = case
         if dt == "float32":
             w, g, m, v = (a.astype(np.float32).astype(np.float64) for a in (w, g, m, v))
@@ -614,13 +608,14 @@ def judge_adamw(data):
         if not isinstance(res, (list, tuple)) or len(res) != 3:
             raise Fail(f"{label}: adamw_step must return a tuple (w, m, v) of three tensors: the "
                        "new weights and the new first and second moments.")
-        outs = [as_array(x, f"the {n} you returned") for x, n in zip(res, ("w", "m", "v"))]
+        outs = [expect_array(x, f"{label}: the {n} you returned", dtype=dt, kind="torch")
+                for x, n in zip(res, ("w", "m", "v"))]
         for a, r, n in zip(outs, ref, ("w", "m", "v")):
             if a.shape != r.shape:
                 raise Fail(f"{label}: the {n} you returned has shape {a.shape}, expected {r.shape}.")
-        changed = [n for n, c in zip(("w", "grad", "m", "v"), got["input_changed"]) if c]
-        if changed:
-            raise Fail(f"{label}: your function changed {', '.join(changed)} in place "
+        modified = [n for n, c in zip(("w", "grad", "m", "v"), got["input_changed"]) if c]
+        if modified:
+            raise Fail(f"{label}: your function changed {', '.join(modified)} in place "
                        "(torch.optim.AdamW does; this function must return new tensors: no "
                        "mul_, add_, addcmul_, -=).")
         tol = dict(rtol=1e-5, atol=1e-7) if dt == "float32" else dict(rtol=1e-9, atol=1e-12)
@@ -633,21 +628,20 @@ def judge_adamw(data):
                        "first step.")
         args = (w, g, m, v, t, lr, b1, b2, eps, wd)
         variants = [
-            (dict(decay="coupled"), "you added weight_decay * w to the gradient: that is Adam "
-             "with an L2 term (torch.optim.Adam's weight_decay), where the decay passes through "
-             "m and v and gets divided by sqrt(v_hat). AdamW decouples it: shrink w by the factor "
-             "(1 - lr * weight_decay) and use the raw gradient for m and v."),
+            (dict(decay="coupled"), "you added the decay to the gradient: that is Adam with an "
+             "L2 term (torch.optim.Adam's weight_decay), where the decay passes through m and v "
+             "and gets divided by sqrt(v_hat). AdamW decouples it: the decay acts on the weights "
+             "directly, and m and v see the raw gradient."),
             (dict(decay="both"), "you applied the decay twice: once through the gradient (coupled "
-             "L2) and once as a shrink factor. AdamW only shrinks w; m and v see the raw gradient."),
+             "L2) and once on the weights. AdamW only acts on the weights; m and v see the raw "
+             "gradient."),
             (dict(decay="after"), "the decay was applied after the Adam update. torch's AdamW "
-             "shrinks the current weights first, w * (1 - lr * weight_decay), then subtracts "
-             "the Adam step."),
-            (dict(decay="no_lr"), "the decay was not multiplied by lr: the shrink factor is "
-             "(1 - lr * weight_decay), not (1 - weight_decay)."),
+             "shrinks the weights it was given, before the Adam step."),
+            (dict(decay="no_lr"), "the decay was not scaled by the learning rate: in AdamW the "
+             "shrink per step is proportional to lr as well as to weight_decay."),
             (dict(decay="none"), "weight_decay was ignored (this is a plain Adam step)."),
-            (dict(bias=False), "the bias correction is missing: divide m by (1 - beta1**t) and v "
-             "by (1 - beta2**t) before the update (this matters most in the first steps, "
-             "when m and v start at 0)."),
+            (dict(bias=False), "the bias correction is missing: m and v start at 0, so in the "
+             "first steps they underestimate the gradient's moments; how does Adam undo that?"),
             (dict(t_used=t + 1), "the bias correction used t + 1: t is already the 1-based "
              "number of this step."),
             (dict(t_used=max(t - 1, 1)) if t > 2 else None, "the bias correction used t - 1: "
@@ -662,53 +656,215 @@ def judge_adamw(data):
             if match(alt) and not match(ref):
                 raise Fail(f"{label}: {hint}")
         if _same(outs[1], m, **tol) and _same(outs[2], v, **tol) and not _same(m, ref[1], **tol):
-            raise Fail(f"{label}: m and v came back unchanged: return the updated moments "
-                       "(m = beta1*m + (1-beta1)*grad, v = beta2*v + (1-beta2)*grad**2).")
+            raise Fail(f"{label}: m and v came back unchanged: return the updated moments, "
+                       "not the ones you were given.")
         if not _same(outs[1], ref[1], **tol):
             if _same(outs[1], b2 * m + (1 - b2) * g, **tol):
                 raise Fail(f"{label}: m used beta2; betas = (beta1, beta2): m uses beta1, v uses beta2.")
             raise Fail(f"{label}: the first moment m is wrong (largest difference "
-                       f"{max_err(outs[1], ref[1]):.3g}); m = beta1*m + (1-beta1)*grad, with "
-                       "the raw gradient.")
+                       f"{max_err(outs[1], ref[1]):.3g}): an exponential moving average of the "
+                       "raw gradient, weighted by beta1.")
         if not _same(outs[2], ref[2], **tol):
             raise Fail(f"{label}: the second moment v is wrong (largest difference "
-                       f"{max_err(outs[2], ref[2]):.3g}); v = beta2*v + (1-beta2)*grad**2, with "
-                       "the raw gradient.")
+                       f"{max_err(outs[2], ref[2]):.3g}): an exponential moving average of the "
+                       "squared raw gradient, weighted by beta2.")
         raise Fail(f"{label}: m and v are right but the new w is not (largest difference "
-                   f"{max_err(outs[0], ref[0]):.3g}). AdamW: w * (1 - lr*weight_decay), then "
-                   "minus lr * m_hat / (sqrt(v_hat) + eps).")
+                   f"{max_err(outs[0], ref[0]):.3g}). Check the order of the two parts of an "
+                   "AdamW step (the decoupled decay, the Adam step) and where eps goes.")
     return None
 
 
 exercise("ex2.7", "adamw_step", probe_adamw, judge_adamw)
 
 
-# ================================================================== ex2.8 (a value)
+# ================================================================== ex2.8 decay_param_groups
 
-WD_LAMBDA = 5e-4
+class _Scaled(nn.Module):
+    """A block with a parameter of its own: a learnable 1-D gain (not a bias, not in a norm layer)."""
 
+    def __init__(self, n):
+        super().__init__()
+        self.lin = nn.Linear(n, n)
+        self.gain = nn.Parameter(torch.ones(n))
 
-def probe_wd_value(weight_decay_equivalent):
-    return {"result": encode(weight_decay_equivalent)}
-
-
-def judge_wd_value(data):
-    got = data["result"]
-    if got is None or getattr(got, "value", 0) is None:
-        raise Fail("weight_decay_equivalent is not set: assign a number.")
-    v = as_float(got, "weight_decay_equivalent")
-    ref = 2 * WD_LAMBDA
-    if abs(v - ref) <= 1e-6 * ref:
-        return None
-    if abs(v - WD_LAMBDA) <= 1e-6 * ref:
-        raise Fail(f"got {v:g}, the lambda of the penalty itself. The gradient of "
-                   "lambda * ||w||^2 is 2 * lambda * w, and torch adds weight_decay * w to the "
-                   "gradient: the factor 2 is missing.")
-    if abs(v - WD_LAMBDA / 2) <= 1e-6 * ref:
-        raise Fail(f"got {v:g}: you halved lambda, but the gradient of lambda * ||w||^2 is "
-                   "2 * lambda * w, so weight_decay must be twice lambda.")
-    raise Fail(f"got {v:g}. Compare the gradient of the penalty, 2 * lambda * w, with what "
-               "weight_decay adds to the gradient, weight_decay * w.")
+    def forward(self, x):
+        return self.lin(x) * self.gain
 
 
-exercise("ex2.8", "weight_decay_equivalent", probe_wd_value, judge_wd_value, kind="value")
+def _groups_model(which: int, seed: int):
+    """The models ex2.8 is checked on; their sizes vary with the seed, their structure does not.
+
+    0: Linear + BatchNorm1d + ReLU + Linear. 1: Conv2d + BatchNorm2d + Flatten + Linear(bias=False)
+    + LayerNorm, the convolution frozen. 2: Embedding + a block with a 1-D gain + Linear, the last
+    Linear's bias frozen.
+    """
+    rng = case_rng(seed, 2800 + which)
+    a, b = (int(v) for v in rng.integers(3, 7, 2))
+    torch.manual_seed(0)
+    if which == 0:
+        return nn.Sequential(nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU(), nn.Linear(b, 2))
+    if which == 1:
+        model = nn.Sequential(nn.Conv2d(2, a, 3), nn.BatchNorm2d(a), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(a * 4, b, bias=False), nn.LayerNorm(b))
+        for p in model[0].parameters():
+            p.requires_grad_(False)
+        return model
+    model = nn.Sequential(nn.Embedding(10, a), _Scaled(a), nn.Linear(a, b))
+    model[2].bias.requires_grad_(False)
+    return model
+
+
+def _groups_cases(seed):
+    rng = case_rng(seed, 2801)
+    wds = np.round(rng.uniform(0.01, 0.3, 3), 3)
+    return [("Linear + BatchNorm1d + ReLU + Linear", 0, float(wds[0])),
+            ("Conv2d (frozen) + BatchNorm2d + Linear(bias=False) + LayerNorm", 1, float(wds[1])),
+            ("Embedding + a block with a learnable 1-D gain + Linear (its bias frozen)", 2,
+             float(wds[2]))]
+
+
+def _param_info(which: int, seed: int) -> dict:
+    """name -> (kind, dim, requires_grad); kind: weight, bias, norm (a norm layer's scale) or other."""
+    model = _groups_model(which, seed)
+    info = {}
+    for mname, mod in model.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            name = f"{mname}.{pname}" if mname else pname
+            norm = isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm))
+            kind = ("bias" if pname == "bias" else "norm" if norm
+                    else "weight" if p.dim() > 1 else "other")
+            info[name] = (kind, p.dim(), bool(p.requires_grad))
+    return info
+
+
+def _describe_groups(groups, names_by_id):
+    """What came back, in terms of the model's parameter names (identities, not values)."""
+    if isinstance(groups, dict):
+        return {"type": "dict"}
+    if not isinstance(groups, (list, tuple)):
+        return {"type": type(groups).__name__}
+    out = []
+    for g in groups:
+        if not isinstance(g, dict):
+            out.append({"type": type(g).__name__})
+            continue
+        entry = {"type": "dict", "keys": sorted(str(k) for k in g)}
+        if "params" in g:
+            params = g["params"]
+            params = [params] if isinstance(params, torch.Tensor) else list(params)
+            entry["params"] = [names_by_id.get(id(p), "<a tensor that is not one of the model's "
+                                                      "parameters>" if isinstance(p, torch.Tensor)
+                                                      else f"<{type(p).__name__}>")
+                               for p in params]
+        if "weight_decay" in g:
+            wd = g["weight_decay"]
+            entry["weight_decay"] = encode(wd.detach() if isinstance(wd, torch.Tensor) else wd)
+        out.append(entry)
+    return {"type": "list", "groups": out}
+
+
+def probe_groups(decay_param_groups, seed):
+    out = []
+    for _, which, wd in _groups_cases(seed):
+        model = _groups_model(which, seed)
+        names_by_id = {id(p): n for n, p in model.named_parameters()}
+        flags = {n: p.requires_grad for n, p in model.named_parameters()}
+
+        def call(model=model, wd=wd, names_by_id=names_by_id):
+            return _describe_groups(decay_param_groups(model, wd), names_by_id)
+
+        rec = {"result": capture(call)}
+        rec["flags_changed"] = any(p.requires_grad != flags[n] for n, p in model.named_parameters())
+        out.append(rec)
+    return out
+
+
+def _groups_fail(label, msg):
+    raise Fail(f"{label}: {msg}")
+
+
+def judge_groups(data, seed):
+    for (label, which, wd), got in zip(_groups_cases(seed), data, strict=True):
+        info = _param_info(which, seed)
+        res = got["result"]
+        if isinstance(res, Raised):
+            raise res
+        shape = "return a list of two dicts, the decay group first: each with the key \"params\" " \
+                "(a list of the model's parameters) and the key \"weight_decay\"."
+        if not isinstance(res, dict) or res.get("type") != "list":
+            _groups_fail(label, f"got a {res.get('type') if isinstance(res, dict) else '?'}; {shape}")
+        groups = res["groups"]
+        if len(groups) != 2 or any(g.get("type") != "dict" or "params" not in g for g in groups):
+            _groups_fail(label, f"got {len(groups)} group(s); {shape}")
+        if got.get("flags_changed"):
+            _groups_fail(label, "your function changed requires_grad of a parameter: it should "
+                                "only read the model.")
+        seen = [n for g in groups for n in g["params"]]
+        bad = [n for n in seen if n.startswith("<")]
+        if bad:
+            _groups_fail(label, f"a group holds {bad[0][1:-1]}. \"params\" must list the "
+                                "model's parameter tensors themselves (no names, copies or "
+                                ".data), so that the optimizer updates the model.")
+        twice = sorted({n for n in seen if seen.count(n) > 1})
+        if twice:
+            _groups_fail(label, f"`{twice[0]}` appears {seen.count(twice[0])} times; every "
+                                "trainable parameter belongs to exactly one group (torch refuses "
+                                "a parameter in two groups).")
+        frozen = [n for n in seen if not info[n][2]]
+        if frozen:
+            _groups_fail(label, f"`{frozen[0]}` is frozen (requires_grad=False) but is in a "
+                                "group. The optimizer should only hold what it trains: leave "
+                                "frozen parameters out.")
+        missing = [n for n, (_, _, rg) in info.items() if rg and n not in seen]
+        if missing:
+            _groups_fail(label, f"`{missing[0]}` (trainable, {info[missing[0]][1]}-D) is in "
+                                "neither group, so the optimizer would never update it.")
+        first, second = set(groups[0]["params"]), set(groups[1]["params"])
+        want = {n for n, (_, dim, rg) in info.items() if rg and dim > 1}
+        if first != want and second == want:
+            _groups_fail(label, "your groups are in the wrong order: the decay group (the "
+                                "weights) comes first, the group without decay second.")
+        if first != want:
+            wrong_in = sorted(first - want)
+            wrong_out = sorted(want - first)
+            if wrong_in:
+                n = wrong_in[0]
+                kind = info[n][0]
+                why = {"bias": "a bias: shrinking biases towards 0 does not limit the "
+                               "function's complexity, it only shifts it",
+                       "norm": "the scale of a normalisation layer: decaying it fights the "
+                               "normalisation (it pulls the scale towards 0); a 1-D parameter "
+                               "named `weight` is not a weight matrix",
+                       "other": "a 1-D parameter (neither bias nor weight matrix): the "
+                                "contract decays only parameters with more than one "
+                                "dimension"}[kind]
+                _groups_fail(label, f"`{n}` is in the decay group, but it is {why}.")
+            n = wrong_out[0]
+            _groups_fail(label, f"`{n}` ({info[n][1]}-D) is a weight but is not in the decay "
+                                "group. Decide by the parameter's number of dimensions, not by "
+                                "the layer type or its name.")
+        got_wd = []
+        for g in groups:
+            if "weight_decay" not in g:
+                got_wd.append(None)
+                continue
+            got_wd.append(as_float(g["weight_decay"], "a group's weight_decay"))
+        if got_wd[1] is None:
+            _groups_fail(label, "the second group has no \"weight_decay\" key, so AdamW gives it "
+                                "its own default (0.01), not 0: set it explicitly.")
+        if got_wd[0] is None:
+            _groups_fail(label, "the decay group has no \"weight_decay\" key, so AdamW would use "
+                                "its default (0.01) instead of the weight_decay you were given.")
+        if abs(got_wd[0] - 0.0) <= 1e-12 and abs(got_wd[1] - wd) <= 1e-9:
+            _groups_fail(label, "weight_decay is on the wrong group: the weights should decay, "
+                                "the biases and norm parameters not.")
+        if abs(got_wd[0] - wd) > 1e-9 * max(1.0, wd):
+            _groups_fail(label, f"the decay group's weight_decay is {got_wd[0]:g}; use the "
+                                f"weight_decay you were given ({wd:g}) as it is.")
+        if got_wd[1] != 0.0:
+            _groups_fail(label, f"the second group's weight_decay is {got_wd[1]:g}; that group "
+                                "must not decay at all.")
+    return None
+
+
+exercise("ex2.8", "decay_param_groups", probe_groups, judge_groups)
