@@ -79,12 +79,14 @@ def _torch_seed(rng) -> torch.Generator:
 # ------------------------------------------------------------------ refused calls, by code object
 
 _CE = "torch.nn.functional.cross_entropy(label_smoothing=...)"
+_CE_SOFT = "torch.nn.functional.cross_entropy with probability targets"
 
 
 @contextlib.contextmanager
 def _watching(codes: dict, found: list):
     """While active, record in ``found`` the names of the functions in ``codes`` (code object ->
-    name) that get called; ``F.cross_entropy`` counts only with a nonzero ``label_smoothing``."""
+    name) that get called; ``F.cross_entropy`` counts only with a nonzero ``label_smoothing`` or
+    with probability (soft) targets, the two ways torch computes ex5.2 in one call."""
     previous = sys.getprofile()
 
     def hook(frame, event, arg):
@@ -92,12 +94,16 @@ def _watching(codes: dict, found: list):
             name = codes.get(frame.f_code)
             if name is not None:
                 if name == _CE:
+                    args = frame.f_locals
                     try:
-                        smoothing = float(frame.f_locals.get("label_smoothing", 0.0) or 0.0)
+                        smoothing = float(args.get("label_smoothing", 0.0) or 0.0)
                     except (TypeError, ValueError):
                         smoothing = 1.0
+                    target = args.get("target")
                     if smoothing != 0.0:
                         found.append(name)
+                    elif isinstance(target, torch.Tensor) and target.is_floating_point():
+                        found.append(_CE_SOFT)
                 else:
                     found.append(name)
 
