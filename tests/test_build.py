@@ -117,3 +117,28 @@ def test_execute_turns_progress_bars_off(tmp_path):
     (out,) = nb.cells[0].outputs          # no progress bar, and the start-up code left no names
     assert out.output_type == "stream" and out.text == "1\nset()\n"
     assert "execution" not in nb.cells[0].metadata
+
+
+def test_cells_module_reads_roles_defensively_and_splits_answers():
+    from helpers import cells
+
+    ok = nbformat.v4.new_code_cell(f"def f(x):\n    {BEGIN}\n    return x\n    {END}")
+    ok.metadata["course"] = {"role": "answer", "exercise": "ex9.4"}
+    assert cells.role(ok) == "answer" and cells.exercise_id(ok) == "ex9.4"
+    for odd in ({"metadata": "x"}, {"metadata": {"course": []}}, {}, "not a cell"):
+        assert cells.role(odd) is None and cells.exercise_id(odd) is None
+    assert cells.solution_lines(ok.source) == ["    return x"]
+    assert cells.without_markers(ok.source) == "def f(x):\n    return x"
+    assert set(cells.ROLES) >= {"exercises", "setup", "answer", "check", "badge", "colab"}
+    ok.metadata["tags"] = ["keep"]
+    cells.set_check_tag(ok, True)
+    assert ok.metadata["tags"] == ["keep", cells.CHECK_TAG]
+    cells.set_check_tag(ok, False)
+    assert ok.metadata["tags"] == ["keep"]
+    assert build.BuildError is cells.FormatError       # one error for the format's rules
+
+
+def test_grader_does_not_import_the_build():
+    code = "import sys, helpers.grading.notebooks, helpers.grading.runner; print('helpers.build' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=course.ROOT)
+    assert proc.stdout.strip() == "False", proc.stderr[-1000:]
