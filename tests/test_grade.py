@@ -335,3 +335,18 @@ def test_seed_option(tmp_path):
     assert all(draw_seed() != 0 for _ in range(1000))
     o = Options()
     assert o.case_seed() == o.case_seed() != 0
+
+
+def test_a_judge_that_hangs_costs_one_exercise(monkeypatch):
+    """A judge stuck at some seed (a lesson bug) gives an error verdict, not a hung batch."""
+    import time
+
+    from helpers.checks.core import Exercise
+    from helpers.grading import runner
+
+    monkeypatch.setattr(runner, "JUDGE_TIMEOUT", 0.5)
+    stuck = Exercise("ex9.2", "f", lambda a, s: {}, lambda d, s: time.sleep(3))
+    v = runner.run_judge(stuck, {"data": {}}, 5)
+    assert v.status == "error" and "could not judge" in v.message
+    fine = Exercise("ex9.3", "g", lambda a, s: {}, lambda d, s: None)
+    assert runner.run_judge(fine, {"data": {}}, 5).status == "passed"  # the lock was replaced

@@ -20,6 +20,47 @@ from helpers.grading.notebooks import (Answer, Reference, SubmissionError, assem
                                        lesson_of, load_reference, parse_notebook, records_in)
 
 STATUSES = ("passed", "failed", "error", "timeout", "missing")
+# Judges run in this process, one at a time: some build their references from torch's or
+# NumPy's global generator (a model's initial weights after torch.manual_seed), and two
+# threads judging at once would draw from each other's streams: a correct answer compared with
+# the reference of another model fails, depending on which submission is judged beside it.
+_JUDGE_LOCK = threading.Lock()
+JUDGE_TIMEOUT = 120.0   # seconds one judge may take in this process (a lesson bug, not an answer)
+
+
+def run_judge(ex, record, seed: int):
+    """``ex.run_judge(record, seed)`` one at a time, and within :data:`JUDGE_TIMEOUT`: a judge
+    that never returns (a bug in a lesson's checks at some seed) costs its exercise an
+    ``error`` verdict, not the whole batch. Its thread is left behind (a daemon)."""
+    global _JUDGE_LOCK
+    box: list = []
+    lock = _JUDGE_LOCK
+
+    def target():
+        with lock:
+            try:
+                box.append(ex.run_judge(record, seed))
+            except BaseException as e:  # noqa: BLE001 - run_judge catches; this is a last net
+                box.append(e)
+
+    t = threading.Thread(target=target, name=f"judge-{ex.id}", daemon=True)
+    t.start()
+    t.join(JUDGE_TIMEOUT)
+    if t.is_alive():
+        if lock is _JUDGE_LOCK:
+            _JUDGE_LOCK = threading.Lock()  # the stuck judge keeps the old lock
+        print(f"grade: the judge of {ex.id} did not finish within {JUDGE_TIMEOUT:g} s at case "
+              f"seed {seed} (a bug in helpers/checks; rerun with --seed {seed} to reproduce)",
+              file=sys.stderr)
+        from helpers.checks.core import Verdict
+        return Verdict(ex.id, "error", f"the grader could not judge this answer within "
+                       f"{JUDGE_TIMEOUT:g} s (a problem of the course's checks, not of your "
+                       "answer; your instructor has been told)")
+    v = box[0]
+    if isinstance(v, BaseException):
+        from helpers.checks.core import Verdict
+        return Verdict(ex.id, "error", f"the grader's judge failed ({type(v).__name__})")
+    return v
 MAX_RERUNS = 2
 
 
@@ -238,7 +279,7 @@ def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) ->
         verdicts = []
         for text, record in recs:
             # the grader's own seed: the record's "seed" is the kernel's word, never trusted
-            v = ex.run_judge(record, opts.case_seed())
+            v = run_judge(ex, record, opts.case_seed())
             verdicts.append(v)
             if isinstance(text, str) and text.strip() != v.text().strip():
                 notes.append("the printed verdict does not match the check record: the output "
