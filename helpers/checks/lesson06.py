@@ -1,123 +1,205 @@
-"""Checks for lesson 06 (augmentation and mixup).
+"""Checks for lesson 06 (augmentation, mixup, CutMix).
 
 ex6.1 ``random_horizontal_flip(x, p, generator=None)``, ex6.2 ``mixup_batch(x, y, alpha,
-generator=None)``, ex6.3 ``mixup_loss(logits, y_a, y_b, lam)``, ex6.4 ``mixup_targets(y_a,
-y_b, lam, num_classes)``.
+generator=None)``, ex6.3 ``mixup_loss(logits, y_a, y_b, lam)``, ex6.4 ``cutmix_batch(x, y,
+alpha, generator=None)``.
 
-The random exercises (6.1, 6.2) are judged by statistics and exact properties only: a correct
-answer may draw from the ``generator`` it is given, from torch's global generator or from
-NumPy (the probe seeds all three, with different seeds), in any order. For the flip the judge
-sorts every output image into "unchanged", "flipped along the width" or something else and
-tests the flip rate against a binomial bound and the decisions for independence. For mixup it
-recovers, from ``x_mixed`` alone, the weight of each row's own image and its partner row, so
-"one lam per batch", "one permutation" and "y_b == y[perm]" are checked against what the
-answer really did; the returned ``lam`` values are tested against Beta(alpha, alpha) by their
-mean, variance and a Kolmogorov-Smirnov distance.
+Every probe and judge builds its inputs from the case seed (``case_rng(seed, salt)``): shapes
+and edge cases are fixed, values, labels, ``p`` and ``alpha`` vary with the seed, so an answer
+that returns the published outputs fails at another seed.
+
+The random exercises (6.1, 6.2, 6.4) are judged by exact properties and statistics only: a
+correct answer may draw from the ``generator`` it is given, from torch's global generator or
+from NumPy (``seed_all`` seeds all three before every call), in any order. For the flip the
+judge sorts every output image into "unchanged", "flipped along the width" or something else.
+For mixup it recovers, from ``x_mixed`` alone, the weight of each row and its partner row. For
+CutMix the inputs are constant images with distinct values, so the box and the image that
+fills it can be read from ``x_mixed``; labels are distinct, so ``y_b`` tells the permutation.
+
+**False failures of a correct answer** (per check, by the union bound over its statistical
+tests; normal approximations where said):
+
+- ex6.1: the flip rate within 5.3 binomial standard errors (normal tail 1.2e-7); neighbouring
+  decisions agreeing within 6 standard errors (2e-9); the same count in all 8 calls (at most
+  0.087**7 = 4e-8). About 2e-7 in all.
+- ex6.2: per alpha, the mean and the variance of ``lam`` within 5.5 standard errors (4e-8
+  each, normal approximation) and a Kolmogorov-Smirnov distance below the DKW bound for
+  1e-7: about 5e-7 for the two alphas.
+- ex6.4: per alpha, the KS distance of the kept fractions from the reference process below the
+  DKW bound for 1e-7 plus a rounding allowance (any rounding of the sides and the centre moves
+  that distribution by at most 0.045 at 40x64 pixels, measured for floor, round and ceil; the
+  allowance is 0.07); mean and variance of the kept fraction within 5.5 standard errors plus
+  allowances of 0.025 and 0.006 (rounding moves them by at most 0.015 and 0.003); the share
+  of boxes that reach a border not below its prediction from the boxes' own sides by more than
+  5.5 binomial standard errors plus 0.07 (one-sided; the prediction errs low for a correct
+  answer). About 6e-7 for the two alphas.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import zlib
 
 import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: F401 - kept for learners reading this module
 
-from helpers.checks.core import Fail, Raised, Value, as_array, as_float, capture, close, exercise, unwrap
+from helpers.checks.core import (Fail, Raised, Value, _learner_frame, as_array, as_float,
+                                 capture, case_rng, close, decode, encode, exercise,
+                                 learner_code, seed_all, unwrap)
 
-SEED_GENERATOR, SEED_TORCH, SEED_NUMPY = 6011, 6022, 6033
-
-
-def _seed_globals(offset: int = 0):
-    """Seed torch's and NumPy's global generators; a fresh seeded ``torch.Generator`` (another seed)."""
-    import random
-
-    import torch
-
-    torch.manual_seed(SEED_TORCH + offset)
-    np.random.seed(SEED_NUMPY + offset)
-    random.seed(SEED_NUMPY + offset)
-    return torch.Generator().manual_seed(SEED_GENERATOR + offset)
+# ---------------------------------------------------------------- shared pieces
 
 
-def _with_hint(e: Raised) -> Raised:
-    """A captured exception, with a hint for the errors this lesson's learners meet most."""
-    msg = str(e)
+def _probe_seed(seed: int, salt: int):
+    """Seed every generator for one series of calls (the values drawn are never judged); the
+    generator handed to the answer gets a seed of its own, so that calls alternating between it
+    and torch's global generator do not repeat each other's draws."""
+    s = (int(seed) * 1_000_003 + salt * 101) % 2**31
+    return seed_all(s).manual_seed(s + 7919)
+
+
+def _small_ints(entry) -> dict:
+    """An encoded array whose values are all integers in [0, 255] stored as uint8 (lossless)."""
+    if isinstance(entry, dict) and "__array__" in entry and entry.get("stored") in ("float64", "int64"):
+        raw = base64.b64decode(entry["__array__"])
+        a = np.frombuffer(raw, dtype=entry["stored"])
+        if a.size and np.all(np.isfinite(a)) and np.all(a == np.round(a)) and a.min() >= 0 and a.max() <= 255:
+            return {**entry, "__array__": base64.b64encode(a.astype(np.uint8).tobytes()).decode(),
+                    "stored": "uint8"}
+    if isinstance(entry, dict) and "__seq__" in entry:
+        return {**entry, "items": [_small_ints(i) for i in entry["items"]]}
+    return entry
+
+
+MAX_BLOB = 16_000_000
+
+
+def _pack(items: list) -> dict:
+    """Many calls' raw results as one compressed blob: records stay small in saved notebooks."""
+    return {"__zlib__": base64.b64encode(zlib.compress(json.dumps(items).encode(), 9)).decode()}
+
+
+def _unpack_blob(blob) -> list:
+    """Inverse of :func:`_pack` (bounded: a forged record cannot inflate without limit)."""
+    if not isinstance(blob, dict) or "__zlib__" not in blob:
+        raise Fail("the check record is incomplete; run the check cell again.")
+    d = zlib.decompressobj()
+    raw = d.decompress(base64.b64decode(blob["__zlib__"]), MAX_BLOB)
+    if d.unconsumed_tail:
+        raise Fail("the check record is too large; run the check cell again.")
+    items = decode(json.loads(raw))
+    if not isinstance(items, list):
+        raise Fail("the check record is incomplete; run the check cell again.")
+    return items
+
+
+def _describe(*args) -> str:
+    parts = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            parts.append(f"a {str(a.dtype).removeprefix('torch.')} tensor of shape {tuple(a.shape)}")
+        elif isinstance(a, torch.Generator):
+            parts.append("a torch.Generator")
+        else:
+            parts.append(repr(a))
+    return ", ".join(parts)
+
+
+def _context(raised: Raised, label: str) -> Raised:
+    """A learner's exception, with the case it happened on and a hint for the usual causes."""
+    msg = str(raised)
     if "expected np.ndarray" in msg:
         msg += (". np.random.beta(a, b) with no size returns a Python float, which "
-                "torch.from_numpy cannot take: use float(np.random.beta(a, b)) or "
-                "torch.distributions.Beta(a, b).sample()")
-    return Raised(msg)
+                "torch.from_numpy cannot take: a float, or torch.tensor of it, is fine")
+    if "one_hot" in msg or "multi-target" in msg or ("target" in msg and "size" in msg):
+        msg += (". A soft target needs one column per class, as many as the logits have; "
+                "F.one_hot(y) without num_classes makes (largest label in this batch + 1) "
+                "columns, which differs from batch to batch: pass num_classes")
+    elif "must match the size" in msg:
+        msg += (". Two tensors of different shapes met: print the shapes of what you combine "
+                "on this input (if one comes from F.one_hot without num_classes, its width is "
+                "the largest label in the batch + 1: pass num_classes)")
+    return Raised(f"{msg} [on {label}]")
 
 
-def _guard(judge):
-    def wrapped(data):
-        try:
-            return judge(data)
-        except Raised as e:
-            raise _with_hint(e) from None
-    wrapped.__name__ = judge.__name__
-    wrapped.__doc__ = judge.__doc__
-    return wrapped
+def _guarded(label: str, fn, *args):
+    """Run a judge step; a learner's exception inside it is reported with the case's label."""
+    try:
+        return fn(*args)
+    except Raised as e:
+        raise _context(e, label) from None
 
 
-def _torch_kind(v, what: str) -> None:
+def _kind_dtype(v, what: str, label: str, dtype: str | None) -> None:
+    """The returned tensor's type first: a torch tensor, of the input's dtype."""
+    if isinstance(v, Raised):
+        raise v
     if isinstance(v, Value) and v.kind == "numpy":
-        raise Fail(f"{what} is a NumPy array; return a torch tensor (the training loop feeds it "
-                   "to a model on the input's device).")
+        raise Fail(f"{label}: {what} is a NumPy array; return a torch tensor (the training "
+                   "loop feeds it to a model on the input's device).")
+    if isinstance(v, Value) and v.kind != "torch":
+        raise Fail(f"{label}: {what} should be a torch tensor, got {v.dtype or v.kind}.")
+    if dtype is not None and isinstance(v, Value) and v.dtype != dtype:
+        raise Fail(f"{label}: {what} is {v.dtype}, the input {dtype}: keep the input's dtype "
+                   "(a float64 lam tensor, a NumPy array or a .double()/.float() cast changes it).")
 
 
-# ------------------------------------------------------------------ ex6.1
+# ---------------------------------------------------------------- ex6.1 random_horizontal_flip
 
-FLIP_P = 0.3
-FLIP_N, FLIP_CALLS = 400, 5
-FLIP_SHAPE = (FLIP_N, 2, 2, 3)
-
-
-def _flip_stats_input():
-    import torch
-
-    return torch.randn(FLIP_SHAPE, generator=torch.Generator().manual_seed(6100))
+FLIP_N, FLIP_CALLS = 100, 8
+FLIP_SHAPE = (FLIP_N, 2, 2, 2)
 
 
-def _flip_cases():
-    import torch
+def _flip_p(seed: int) -> float:
+    return float(np.round(case_rng(seed, 6100).uniform(0.2, 0.35), 2))
 
-    g = torch.Generator().manual_seed(6101)
-    x8 = torch.rand((6, 1, 8, 8), generator=g)
-    x1 = torch.randn((1, 3, 4, 5), generator=g)
+
+def _distinct_images(rng, shape) -> np.ndarray:
+    """Images whose pixels are distinct integers (no image equals any flip of itself)."""
+    n, per = shape[0], int(np.prod(shape[1:]))
+    return np.stack([rng.permutation(256)[:per] for _ in range(n)]).reshape(shape).astype(np.float32)
+
+
+def _flip_stats_input(seed: int) -> torch.Tensor:
+    return torch.from_numpy(_distinct_images(case_rng(seed, 6101), FLIP_SHAPE))
+
+
+def _flip_cases(seed: int):
+    rng = case_rng(seed, 6102)
+    x8 = torch.from_numpy(rng.uniform(0, 1, (6, 1, 8, 8)).astype(np.float32))
+    x1 = torch.from_numpy(rng.standard_normal((1, 3, 4, 5)).astype(np.float32))
+    p = float(np.round(rng.uniform(0.2, 0.4), 2))
     return [("p = 0 on 6 digit-sized images (6, 1, 8, 8)", x8, 0.0, True),
             ("p = 1 on 6 digit-sized images (6, 1, 8, 8)", x8, 1.0, False),
             ("p = 1 on one 3-channel image (1, 3, 4, 5)", x1, 1.0, True),
-            ("p = 0.3 on one 3-channel image (1, 3, 4, 5)", x1, 0.3, False)]
+            (f"p = {p} on one 3-channel image (1, 3, 4, 5)", x1, p, False)]
 
 
-def probe_flip(random_horizontal_flip):
-    import torch
-
-    gen = _seed_globals()
-    x = _flip_stats_input()
-    stats = []
+def probe_flip(random_horizontal_flip, seed):
+    x, p = _flip_stats_input(seed), _flip_p(seed)
+    stats, gen = [], _probe_seed(seed, 61)
     for k in range(FLIP_CALLS):
         xin = x.clone()
-        out = capture(random_horizontal_flip, xin, FLIP_P, gen if k % 2 == 0 else None)
-        stats.append({"result": out, "input_changed": bool(not torch.equal(xin, x))})
-    cases = []
-    for _, xc, p, use_gen in _flip_cases():
+        out = capture(random_horizontal_flip, xin, p, gen if k % 2 == 0 else None)
+        stats.append({"result": _small_ints(out), "input_changed": bool(not torch.equal(xin, x))})
+    cases, gen = [], _probe_seed(seed, 62)
+    for k, (_, xc, pc, use_gen) in enumerate(_flip_cases(seed)):
         xin = xc.clone()
-        g = torch.Generator().manual_seed(SEED_GENERATOR + 1) if use_gen else None
-        cases.append({"result": capture(random_horizontal_flip, xin, p, g),
+        cases.append({"result": capture(random_horizontal_flip, xin, pc, gen if use_gen else None),
                       "input_changed": bool(not torch.equal(xin, xc))})
-    return {"stats": stats, "cases": cases}
+    return {"stats": _pack(stats), "cases": cases}
 
 
 def _flip_output(got, x: np.ndarray, label: str) -> np.ndarray:
-    out = as_array(got["result"], "random_horizontal_flip(x, p, generator)")
+    v = got["result"]
+    _kind_dtype(v, "the result", label, "float32")
+    out = as_array(v, "random_horizontal_flip(x, p, generator)")
     if out.shape != x.shape:
         raise Fail(f"{label}: the result has shape {out.shape}, expected the input's shape "
                    f"(N, C, H, W) = {x.shape}. Flip images, do not reshape or drop them.")
-    _torch_kind(got["result"], f"{label}: the result")
-    v = got["result"]
-    if isinstance(v, Value) and v.kind == "torch" and v.dtype != "float32":
-        raise Fail(f"{label}: the result has dtype {v.dtype}, the input float32; keep the dtype.")
     if got["input_changed"]:
         raise Fail(f"{label}: your function changed its input x (an in-place assignment such as "
                    "x[mask] = ...); build and return a new tensor.")
@@ -125,7 +207,7 @@ def _flip_output(got, x: np.ndarray, label: str) -> np.ndarray:
 
 
 def _classify(out: np.ndarray, x: np.ndarray, label: str) -> np.ndarray:
-    """Per image: 0 unchanged, 1 flipped along the width; fails for anything else."""
+    """Per image: False unchanged, True flipped along the width; fails for anything else."""
     tol = 1e-6
 
     def same(a, b):
@@ -136,37 +218,59 @@ def _classify(out: np.ndarray, x: np.ndarray, label: str) -> np.ndarray:
     other = ~(unchanged | width)
     if np.any(other & height):
         raise Fail(f"{label}: some images came back upside down: flipped along the height axis "
-                   "(dim 2). A horizontal flip mirrors left and right, i.e. reverses the width "
-                   "axis, the last dimension (dim -1, i.e. 3).")
+                   "(dim 2). A horizontal flip mirrors left and right: which axis of (N, C, H, W) "
+                   "runs from left to right?")
     if np.any(other & both):
         raise Fail(f"{label}: some images were flipped along both the height and the width axis "
-                   "(rotated by 180 degrees). A horizontal flip reverses only the width axis "
-                   "(dim -1).")
+                   "(rotated by 180 degrees). A horizontal flip reverses one axis only.")
     if np.any(other):
         per_channel = np.all(np.abs(out - x) <= tol, axis=(2, 3)) | \
             np.all(np.abs(out - x[..., ::-1]) <= tol, axis=(2, 3))
         if np.all(per_channel):
             raise Fail(f"{label}: the channels of one image were flipped independently (some "
                        "channels mirrored, others not). Decide once per image and flip all its "
-                       "channels together: one random draw per image, shape (N,), broadcast "
-                       "over C, H, W.")
+                       "channels together: one random draw per image.")
         k = int(np.argmax(other))
-        raise Fail(f"{label}: output image {k} is neither the input image nor its horizontal "
-                   "flip (image k mirrored along its last dimension). Each image must come back either unchanged or "
-                   "mirrored left-right, nothing else (no shuffling, scaling or mixing).")
+        raise Fail(f"{label}: output image {k} is neither the input image nor its mirror image "
+                   "(left and right swapped). Each image must come back either unchanged or "
+                   "mirrored, nothing else (no shuffling, scaling or mixing).")
     return width
 
 
-def judge_flip(data):
-    p = FLIP_P
-    x = _flip_stats_input().numpy().astype(np.float64)
+def judge_flip(data, seed):
+    p = _flip_p(seed)
+    decided = []
+    for (clabel, xc, pc, _), got in zip(_flip_cases(seed), data["cases"], strict=True):
+        xc = xc.numpy().astype(np.float64)
+        decided.append(_guarded(clabel, lambda: _classify(_flip_output(got, xc, clabel), xc, clabel)))
+    if not decided[0].any() and not decided[1].any() and not decided[2].any():
+        raise Fail(f"{_flip_cases(seed)[1][0]}: no image was flipped at all, with p = 1 and with "
+                   "p = 0 alike: the images are never mirrored.")
+    for (clabel, xc, pc, _), flipped in zip(_flip_cases(seed), decided):
+        if pc == 0.0 and flipped.all():
+            raise Fail(f"{clabel}: every image was flipped; with p = 0 none may be. You used p as "
+                       "the probability of *keeping* an image: look at the direction of your "
+                       "comparison.")
+        if pc == 0.0 and flipped.any():
+            raise Fail(f"{clabel}: {int(flipped.sum())} images were flipped; with p = 0 every "
+                       "image must come back unchanged.")
+        if pc == 1.0 and not flipped.all():
+            extra = (" You used p as the probability of keeping an image." if not flipped.any()
+                     else " Random draws lie in [0, 1): which comparison with p is always true "
+                     "when p = 1?")
+            raise Fail(f"{clabel}: {int((~flipped).sum())} images were not flipped; with p = 1 "
+                       f"every image must be mirrored.{extra}")
+    x = _flip_stats_input(seed).numpy().astype(np.float64)
     label = f"{FLIP_CALLS} calls on a batch of {FLIP_N} images (N, C, H, W) = {FLIP_SHAPE}, p = {p}"
-    if len(data["stats"]) != FLIP_CALLS:
+    stats = _unpack_blob(data["stats"])
+    if len(stats) != FLIP_CALLS:
         raise Fail("the check record is incomplete; run the check cell again.")
-    decisions = []
-    for got in data["stats"]:
-        decisions.append(_classify(_flip_output(got, x, label), x, label))
-    d = np.array(decisions)                      # (calls, N) True where flipped
+    d = np.array([_guarded(label, lambda g=g: _classify(_flip_output(g, x, label), x, label))
+                  for g in stats])                                    # (calls, N) True where flipped
+    return _flip_statistics(d, p, label)
+
+
+def _flip_statistics(d: np.ndarray, p: float, label: str):
     m = d.size
     rate = float(d.mean())
     if rate == 0.0:
@@ -175,16 +279,16 @@ def judge_flip(data):
     per_call = d.mean(axis=1)
     if np.all((per_call == 0) | (per_call == 1)):
         raise Fail(f"{label}: in every call either all images were flipped or none: the whole "
-                   "batch was flipped together. Draw one random number per image (shape (N,)) "
-                   "and flip only the images whose draw is below p.")
+                   "batch was flipped together. Draw one random number per image and decide "
+                   "each image by its own draw.")
     sd = math.sqrt(p * (1 - p) / m)
-    if abs(rate - p) > 5 * sd:
-        if abs(rate - (1 - p)) <= 5 * sd:
+    if abs(rate - p) > 5.3 * sd:
+        if abs(rate - (1 - p)) <= 5.3 * sd:
             raise Fail(f"{label}: {rate:.1%} of the images were flipped, expected p = {p:.0%}. "
-                       "You used p as the probability of *keeping* an image: flip where the "
-                       "random draw is below p (rand < p), not above.")
+                       "You used p as the probability of *keeping* an image: look at the "
+                       "direction of your comparison.")
         raise Fail(f"{label}: {rate:.1%} of {m} images were flipped, expected p = {p:.0%} "
-                   f"(a binomial count allows {p - 5 * sd:.1%} to {p + 5 * sd:.1%}). Flip each "
+                   f"(a binomial count allows {p - 5.3 * sd:.1%} to {p + 5.3 * sd:.1%}). Flip each "
                    "image with probability p.")
     for i in range(len(d)):
         for j in range(i + 1, len(d)):
@@ -205,75 +309,70 @@ def judge_flip(data):
         raise Fail(f"{label}: neighbouring images share their flip decision {agree:.1%} of the "
                    f"time, expected about {q:.1%} for independent decisions. Decide each image "
                    "independently (not in blocks, not the first p*N images).")
-    for (clabel, xc, pc, _), got in zip(_flip_cases(), data["cases"], strict=True):
-        xc = xc.numpy().astype(np.float64)
-        flipped = _classify(_flip_output(got, xc, clabel), xc, clabel)
-        if pc == 0.0 and flipped.any():
-            raise Fail(f"{clabel}: {int(flipped.sum())} images were flipped; with p = 0 every "
-                       "image must come back unchanged.")
-        if pc == 1.0 and not flipped.all():
-            extra = (" You used p as the probability of keeping an image." if not flipped.any()
-                     else " Compare the draw with p as rand < p (torch.rand is in [0, 1)).")
-            raise Fail(f"{clabel}: {int((~flipped).sum())} images were not flipped; with p = 1 "
-                       f"every image must be mirrored.{extra}")
     return None
 
 
-exercise("ex6.1", "random_horizontal_flip", probe_flip, _guard(judge_flip))
+exercise("ex6.1", "random_horizontal_flip", probe_flip, judge_flip)
 
-# ------------------------------------------------------------------ ex6.2
+# ---------------------------------------------------------------- ex6.2 mixup_batch
 
-MIX_ALPHAS = (0.4, 2.0)
 MIX_CALLS = 200          # per alpha
-MIX_LABELS = (3, 7, 0, 9, 2, 5)
+MIX_N = 6
 
 
-def _mix_stats_input():
-    import torch
-
-    x = torch.randn((len(MIX_LABELS), 1, 2, 2), generator=torch.Generator().manual_seed(6200))
-    return x, torch.tensor(MIX_LABELS, dtype=torch.long)
+def _mix_alphas(seed: int) -> tuple[float, float]:
+    rng = case_rng(seed, 6200)
+    return (float(np.round(rng.uniform(0.3, 0.5), 2)), float(np.round(rng.uniform(1.5, 2.5), 2)))
 
 
-def _mix_cases():
-    import torch
+def _mix_stats_input(seed: int):
+    rng = case_rng(seed, 6201)
+    x = torch.from_numpy(rng.standard_normal((MIX_N, 1, 2, 2)).astype(np.float32))
+    y = torch.from_numpy(rng.permutation(10)[:MIX_N].astype(np.int64))
+    return x, y
 
-    g = torch.Generator().manual_seed(6201)
-    x1 = torch.rand((16, 1, 8, 8), generator=g)
-    y1 = torch.randint(0, 10, (16,), generator=g)
-    x2 = torch.randn((10, 5), generator=g)
-    y2 = torch.randperm(10, generator=g)
+
+def _mix_cases(seed: int):
+    rng = case_rng(seed, 6202)
+    x1 = torch.from_numpy(rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32))
+    y1 = torch.from_numpy(rng.integers(0, 10, 16).astype(np.int64))
+    x2 = torch.from_numpy(rng.standard_normal((10, 5)).astype(np.float32))
+    y2 = torch.from_numpy(rng.permutation(10).astype(np.int64))
     return [("a batch of 16 digit-sized images (16, 1, 8, 8), alpha = 1.0", x1, y1, 1.0, True),
             ("a batch of 10 feature vectors (10, 5), alpha = 0.4", x2, y2, 0.4, False)]
 
 
-def probe_mixup(mixup_batch):
-    import torch
-
-    gen = _seed_globals(1)
-    x, y = _mix_stats_input()
-    stats = []
-    for k in range(len(MIX_ALPHAS) * MIX_CALLS):
+def probe_mixup(mixup_batch, seed):
+    x, y = _mix_stats_input(seed)
+    alphas = _mix_alphas(seed)
+    stats, gen = [], _probe_seed(seed, 63)
+    for k in range(len(alphas) * MIX_CALLS):
         xin, yin = x.clone(), y.clone()
-        out = capture(mixup_batch, xin, yin, MIX_ALPHAS[k // MIX_CALLS], gen if k % 2 == 0 else None)
+        out = capture(mixup_batch, xin, yin, alphas[k // MIX_CALLS], gen if k % 2 == 0 else None)
         stats.append({"out": out, "changed": bool(not (torch.equal(xin, x) and torch.equal(yin, y)))})
         if isinstance(out, dict) and "__raised__" in out:
             break                                # one error is enough to report
-    cases = []
-    for _, xc, yc, alpha, use_gen in _mix_cases():
+    cases, gen = [], _probe_seed(seed, 64)
+    for k, (_, xc, yc, alpha, use_gen) in enumerate(_mix_cases(seed)):
         xin, yin = xc.clone(), yc.clone()
-        g = torch.Generator().manual_seed(SEED_GENERATOR + 2) if use_gen else None
-        cases.append({"out": capture(mixup_batch, xin, yin, alpha, g),
+        cases.append({"out": capture(mixup_batch, xin, yin, alpha, gen if use_gen else None),
                       "changed": bool(not (torch.equal(xin, xc) and torch.equal(yin, yc)))})
-    return {"stats": stats, "cases": cases}
+    return {"stats": _pack(stats), "cases": cases}
 
 
-def _labels(v, n: int, what: str, label: str) -> np.ndarray:
+SOFT_TARGET_NOTE = ("(If you build mixed one-hot targets somewhere, note that when both labels "
+                    "of a pair are the same class the two weights add up on that class: "
+                    "scatter_ overwrites instead of adding.)")
+
+
+def _labels(v, n: int, what: str, label: str, fn: str) -> np.ndarray:
+    if isinstance(v, Raised):
+        raise v
     a = as_array(v, what)
     if a.ndim == 2 and a.shape[0] == n:
         raise Fail(f"{label}: {what} has shape {a.shape}: return the integer class labels "
-                   "(shape (N,)), not one-hot or mixed targets. mixup_loss weighs the two "
-                   "cross-entropies with lam instead.")
+                   f"(shape (N,)), not one-hot or mixed targets; the loss weighs the two "
+                   f"cross-entropies with lam instead. {SOFT_TARGET_NOTE}")
     if a.shape != (n,):
         raise Fail(f"{label}: {what} has shape {a.shape}, expected (N,) = ({n},).")
     isint = isinstance(v, Value) and str(v.dtype).startswith(("int", "uint"))
@@ -283,29 +382,30 @@ def _labels(v, n: int, what: str, label: str) -> np.ndarray:
         raise Fail(f"{label}: {what} is not a tensor of integer class labels (dtype "
                    f"{getattr(v, 'dtype', type(v).__name__)}{seen}). Do not mix integer labels "
                    "arithmetically: lam*3 + (1-lam)*7 is not a class (halfway between a 3 and a "
-                   "7 is not a 5). Return y and y[perm] unchanged and let the loss do the mixing.")
+                   "7 is not a 5). Return the class labels of both partners as they are and let "
+                   "the loss do the mixing.")
     return a.astype(np.int64)
 
 
-def _unpack(got, x: np.ndarray, y: np.ndarray, label: str):
+def _unpack(got, x: np.ndarray, y: np.ndarray, label: str, fn: str = "mixup_batch"):
     out = got["out"]
     if isinstance(out, Raised):
         raise out
     if not isinstance(out, (tuple, list)) or len(out) != 4:
-        raise Fail(f"{label}: mixup_batch must return a tuple of four: (x_mixed, y_a, y_b, lam).")
+        raise Fail(f"{label}: {fn} must return a tuple of four: (x_mixed, y_a, y_b, lam).")
     xm_v, ya_v, yb_v, lam_v = out
     n = len(y)
+    _kind_dtype(xm_v, "x_mixed", label, "float32")
     xm = as_array(xm_v, "x_mixed")
     if xm.shape != x.shape:
         raise Fail(f"{label}: x_mixed has shape {xm.shape}, expected the shape of x, {x.shape}.")
-    _torch_kind(xm_v, f"{label}: x_mixed")
-    ya = _labels(ya_v, n, "y_a", label)
-    yb = _labels(yb_v, n, "y_b", label)
+    ya = _labels(ya_v, n, "y_a", label, fn)
+    yb = _labels(yb_v, n, "y_b", label, fn)
     lam_a = as_array(lam_v, "lam")
     if lam_a.size != 1:
-        raise Fail(f"{label}: lam has shape {lam_a.shape}, a value per sample. Mixup draws one "
-                   "lam per batch, a single number (a Python float or a 0-d tensor), shared by "
-                   "every pair in the batch.")
+        raise Fail(f"{label}: lam has shape {lam_a.shape}, a value per sample. One lam per "
+                   "batch: a single number (a Python float or a 0-d tensor), shared by every "
+                   "pair in the batch.")
     if got["changed"]:
         raise Fail(f"{label}: your function changed its inputs x or y (in-place arithmetic); "
                    "build new tensors.")
@@ -325,7 +425,7 @@ def _recover(x: np.ndarray, xm: np.ndarray, label: str):
     for i in range(n):
         if np.max(np.abs(M[i] - X[i])) <= tol:
             continue
-        D = X[i] - X                          # (n, d)
+        D = X[i] - X
         R = M[i] - X
         dd = np.einsum("jd,jd->j", D, D)
         dd[i] = np.inf
@@ -334,9 +434,9 @@ def _recover(x: np.ndarray, xm: np.ndarray, label: str):
         res[i] = np.inf
         j = int(np.argmin(res))
         if res[j] > tol:
-            raise Fail(f"{label}: x_mixed[{i}] is not lam*x[{i}] + (1-lam)*x[j] for any row j of "
-                       "the batch. Mix whole examples with one scalar lam (not a lam per pixel) "
-                       "and partners taken from the same batch, x[perm].")
+            raise Fail(f"{label}: x_mixed[{i}] is not a blend of x[{i}] and one other row of the "
+                       "batch. Mix whole examples with one scalar weight (not a weight per "
+                       "pixel), with partners taken from the same batch.")
         partner[i], weight[i] = j, w[j]
     return partner, weight
 
@@ -351,24 +451,22 @@ def _mix_call(got, x, y, label):
         if np.ptp(w) > 1e-3:
             raise Fail(f"{label}: the rows of x_mixed use different weights (from {w.min():.3f} "
                        f"to {w.max():.3f}): a lambda per sample. Mixup draws ONE lam per batch "
-                       "and uses it for every row: x_mixed = lam*x + (1-lam)*x[perm].")
+                       "and uses it for every row.")
         wx = float(np.median(w))
         if abs(wx - lam) > 1e-3:
             if abs(wx - (1 - lam)) <= 1e-3:
                 raise Fail(f"{label}: x_mixed gives x the weight {wx:.4f} but you returned lam = "
                            f"{lam:.4f}, its complement: 1 - lam and lam are swapped. The returned "
-                           "lam must be the weight of x (and of y_a): x_mixed = lam*x + "
-                           "(1-lam)*x[perm].")
+                           "lam must be the weight of x (and of y_a).")
             if np.all(np.abs(w) <= 1e-3):
                 raise Fail(f"{label}: x_mixed is x[perm], the partners alone (x got weight 0). "
-                           "Blend them: x_mixed = lam*x + (1-lam)*x[perm].")
+                           "Blend each example with its partner.")
             raise Fail(f"{label}: x_mixed gives x the weight {wx:.4f}, but you returned lam = "
-                       f"{lam:.4f}. Use the lam you return: x_mixed = lam*x + (1-lam)*x[perm].")
-    # The pairing can be read off only when the partner has a visible share.
+                       f"{lam:.4f}. Blend with the very lam you return.")
     readable = mixed.any() and (1 - lam) > 1e-2
     if readable and np.array_equal(ya, y[partner]) and not np.array_equal(ya, y):
-        raise Fail(f"{label}: y_a and y_b are swapped: y_a must be y (the labels of x, weight "
-                   "lam) and y_b = y[perm] (the labels of the partners, weight 1 - lam).")
+        raise Fail(f"{label}: y_a and y_b are swapped: y_a must be the labels of x (weight lam), "
+                   "y_b those of the partners (weight 1 - lam).")
     if not np.array_equal(ya, y):
         raise Fail(f"{label}: y_a should be y itself (the labels of the weight-lam part), "
                    "unchanged and in the same order.")
@@ -376,16 +474,16 @@ def _mix_call(got, x, y, label):
         if len(set(partner.tolist())) != len(partner):
             raise Fail(f"{label}: the partner rows in x_mixed are not a permutation of the batch "
                        "(some examples used twice, others never): sampling indices with "
-                       "replacement? Use one permutation, perm = torch.randperm(N).")
+                       "replacement? Pair the batch with a random reordering of itself.")
         if not np.array_equal(yb, y[partner]):
             if np.array_equal(yb, y) and not np.array_equal(partner, np.arange(len(y))):
                 raise Fail(f"{label}: y_b equals y, but x was mixed with other rows: y_b must "
-                           "be y[perm], the labels of the partners.")
+                           "be the labels of the partners.")
             if np.array_equal(np.sort(yb), np.sort(y)):
                 raise Fail(f"{label}: y_b is a permutation of y but not the one used for x: two "
-                           "permutations (one for x, one for y)? Draw perm once and use it for "
-                           "both: x[perm] and y[perm].")
-            raise Fail(f"{label}: y_b is not y[perm] for the permutation used in x_mixed.")
+                           "permutations (one for x, one for y)? Draw the permutation once and "
+                           "use it for both.")
+            raise Fail(f"{label}: y_b is not the labels of the partners used in x_mixed.")
     return lam, (partner if readable else None), bool(mixed.any())
 
 
@@ -396,121 +494,126 @@ def _looks_uniform(lams: np.ndarray) -> bool:
             and abs(lams.var(ddof=1) - 1 / 12) <= 3.5 * math.sqrt((1 / 80 - 1 / 144) / n))
 
 
-def _beta_fail(lams: np.ndarray, alpha: float, uniform: bool = False) -> str | None:
+def _dkw(n: int, delta: float = 1e-7) -> float:
+    """Dvoretzky-Kiefer-Wolfowitz: P(KS distance > this) <= delta for n i.i.d. draws."""
+    return math.sqrt(math.log(2 / delta) / (2 * n))
+
+
+def _beta_fail(lams: np.ndarray, alpha: float, uniform: bool = False, what: str = "lam") -> str | None:
     """None if ``lams`` look like Beta(alpha, alpha) draws, else a hint.
 
     ``uniform``: the draws for every alpha of the check look uniform (alpha ignored).
     """
+    from scipy.special import betainc
+
     n = len(lams)
-    what = f"lam over {n} calls with alpha = {alpha}"
+    what = f"{what} over {n} calls with alpha = {alpha}"
     if np.any((lams < 0) | (lams > 1)):
-        return f"{what}: values outside [0, 1] (e.g. {lams[(lams < 0) | (lams > 1)][0]:.3g}); lam ~ Beta(alpha, alpha) lies in [0, 1]."
+        return f"{what}: values outside [0, 1] (e.g. {lams[(lams < 0) | (lams > 1)][0]:.3g}); Beta draws lie in [0, 1]."
     if np.ptp(lams) < 1e-9:
-        return (f"{what}: the same lam ({lams[0]:.4f}) every call. Draw a fresh lam ~ Beta(alpha, "
-                "alpha) in every call (do not seed inside the function).")
+        return (f"{what}: the same value ({lams[0]:.4f}) every call. Draw afresh in every call "
+                "(do not seed inside the function).")
     v = 1 / (4 * (2 * alpha + 1))
     m4 = v * v * (3 - 6 / (2 * alpha + 3))
     mean, var = float(lams.mean()), float(lams.var(ddof=1))
     z_mean = (mean - 0.5) / math.sqrt(v / n)
     z_var = (var - v) / math.sqrt((m4 - v * v) / n)
-    ks_bad = False
-    try:
-        from scipy.special import betainc
-
-        s = np.sort(lams)
-        cdf = betainc(alpha, alpha, s)
-        k = np.arange(1, n + 1)
-        dks = float(max(np.max(k / n - cdf), np.max(cdf - (k - 1) / n)))
-        ks_bad = dks > math.sqrt(math.log(2 / 1e-7) / (2 * n))
-    except ImportError:  # scipy comes with scikit-learn; the moment tests still decide
-        pass
-    if abs(z_mean) <= 5 and abs(z_var) <= 5 and not ks_bad:
+    s = np.sort(lams)
+    cdf = betainc(alpha, alpha, s)
+    k = np.arange(1, n + 1)
+    dks = float(max(np.max(k / n - cdf), np.max(cdf - (k - 1) / n)))
+    if abs(z_mean) <= 5.5 and abs(z_var) <= 5.5 and dks <= _dkw(n):
         return None
     stats = (f"{what}: mean {mean:.3f}, variance {var:.4f}; Beta(alpha, alpha) has mean 0.5 and "
              f"variance 1/(4(2 alpha + 1)) = {v:.4f}.")
     if lams.min() >= 0.5:
-        return (stats + " Every lam is at least 0.5: did you take max(lam, 1 - lam)? Return lam "
-                "~ Beta(alpha, alpha) as drawn.")
+        return (stats + " Every value is at least 0.5: did you take the larger of lam and "
+                "1 - lam? Return the draw as it is.")
     b1_mean = alpha / (alpha + 1)
     b1_var = alpha / ((alpha + 1) ** 2 * (alpha + 2))
     if abs(mean - b1_mean) <= 5 * math.sqrt(b1_var / n) and abs(mean - 0.5) > 5 * math.sqrt(v / n):
         return stats + (f" The mean is that of Beta(alpha, 1) ({b1_mean:.3f}): both Beta "
                         "parameters must be alpha.")
     if uniform:
-        return stats + (" These are uniform draws (variance 1/12 = 0.0833): lam must come from "
-                        "Beta(alpha, alpha), whose shape depends on alpha (alpha = 1 alone is "
-                        "uniform).")
-    return stats + (" Draw lam from Beta(alpha, alpha) (np.random.beta(alpha, alpha) or "
-                    "torch.distributions.Beta(alpha, alpha).sample()), with alpha for both "
-                    "parameters.")
+        return stats + (" These are uniform draws (variance 1/12 = 0.0833): the draw must come "
+                        "from Beta(alpha, alpha), whose shape depends on alpha (alpha = 1 alone "
+                        "is uniform).")
+    return stats + (" The draws do not follow Beta(alpha, alpha): check the distribution and "
+                    "that both of its shape parameters are alpha itself.")
 
 
-def judge_mixup(data):
-    x, y = (t.numpy() for t in _mix_stats_input())
+def judge_mixup(data, seed):
+    x, y = (t.numpy() for t in _mix_stats_input(seed))
     x = x.astype(np.float64)
-    stats = data["stats"]
-    lams = {a: [] for a in MIX_ALPHAS}
+    alphas = _mix_alphas(seed)
+    for k, ((label, xc, yc, _, _), got) in enumerate(zip(_mix_cases(seed), data["cases"], strict=True)):
+        lam, _, _ = _guarded(label, _mix_call, got, xc.numpy().astype(np.float64), yc.numpy(), label)
+        if not 0 <= lam <= 1:
+            raise Fail(f"{label}: lam = {lam:.4g} is outside [0, 1].")
+    stats = _unpack_blob(data["stats"])
+    lams = {a: [] for a in alphas}
     perms, any_mixed = [], False
     for k, got in enumerate(stats):
-        alpha = MIX_ALPHAS[k // MIX_CALLS]
-        label = f"call {k % MIX_CALLS + 1} on a batch of {len(y)} examples, alpha = {alpha}"
-        lam, partner, mixed = _mix_call(got, x, y, label)
+        alpha = alphas[min(k // MIX_CALLS, 1)]
+        label = (f"call {k % MIX_CALLS + 1} of mixup_batch(x, y, alpha, generator) with x of shape "
+                 f"{tuple(x.shape)} and y of shape ({len(y)},), alpha = {alpha}")
+        lam, partner, mixed = _guarded(label, _mix_call, got, x, y, label)
         lams[alpha].append(lam)
         any_mixed |= mixed
         if partner is not None:
             perms.append(tuple(partner.tolist()))
-    if len(stats) != len(MIX_ALPHAS) * MIX_CALLS:
+    if len(stats) != len(alphas) * MIX_CALLS:
         raise Fail("the check record is incomplete; run the check cell again.")
     if not any_mixed:
         raise Fail(f"x_mixed equalled x in all {len(stats)} calls: the inputs were not mixed. "
-                   "Mixup blends the inputs as well as the losses: x_mixed = lam*x + "
-                   "(1-lam)*x[perm].")
+                   "Mixup blends the inputs as well as the losses.")
     if perms:
         top = max(set(perms), key=perms.count)
         if perms.count(top) > 0.5 * len(perms):
             raise Fail(f"the same pairing {list(top)} was used in {perms.count(top)} of "
-                       f"{len(perms)} calls. Draw a new random permutation in every call "
-                       "(torch.randperm), not a fixed one such as flip or roll.")
+                       f"{len(perms)} calls. Draw a new random permutation in every call, not "
+                       "a fixed one such as a flip or a roll of the batch.")
     uniform = all(_looks_uniform(np.asarray(v)) for v in lams.values())
-    for alpha in MIX_ALPHAS:
+    for alpha in alphas:
         hint = _beta_fail(np.asarray(lams[alpha]), alpha, uniform)
         if hint:
             raise Fail(hint)
-    for (label, xc, yc, _, _), got in zip(_mix_cases(), data["cases"], strict=True):
-        lam, _, _ = _mix_call(got, xc.numpy().astype(np.float64), yc.numpy(), label)
-        if not 0 <= lam <= 1:
-            raise Fail(f"{label}: lam = {lam:.4g} is outside [0, 1].")
     return None
 
 
-exercise("ex6.2", "mixup_batch", probe_mixup, _guard(judge_mixup))
+exercise("ex6.2", "mixup_batch", probe_mixup, judge_mixup)
 
-# ------------------------------------------------------------------ ex6.3
+# ---------------------------------------------------------------- ex6.3 mixup_loss
 
-def _loss_cases():
-    import torch
 
-    g = torch.Generator().manual_seed(6300)
-    logits = torch.randn((8, 5), generator=g) * 2
-    ya = torch.tensor([0, 3, 1, 4, 2, 2, 0, 1])
-    yb = torch.tensor([4, 1, 1, 0, 3, 2, 2, 0])
-    big = torch.randn((6, 4), generator=g) * 1000
-    ya2, yb2 = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([3, 3, 0, 1, 2, 1])
-    one = torch.randn((1, 10), generator=g)
-    return [("8 samples, 5 classes, lam = 0.3", logits, ya, yb, 0.3),
-            ("lam given as a 0-d tensor, lam = 0.85", logits, ya, yb, torch.tensor(0.85)),
+def _loss_cases(seed: int):
+    rng = case_rng(seed, 6300)
+
+    def t(a, dtype=np.float32):
+        return torch.from_numpy(np.asarray(a).astype(dtype))
+
+    logits = t(rng.standard_normal((8, 5)) * 2)
+    ya, yb = t(rng.integers(0, 5, 8), np.int64), t(rng.integers(0, 5, 8), np.int64)
+    yb[0] = (ya[0] + 1) % 5                         # at least one pair of different classes
+    big = t(rng.standard_normal((6, 4)) * 1000)
+    ya2, yb2 = t(rng.integers(0, 4, 6), np.int64), t(rng.integers(0, 4, 6), np.int64)
+    ya3 = t(rng.integers(0, 3, 6), np.int64)        # labels below K - 1: one_hot(y) is too narrow
+    one = t(rng.standard_normal((1, 10)))
+    lam = [float(np.round(rng.uniform(lo, hi), 2)) for lo, hi in ((0.2, 0.4), (0.75, 0.9), (0.15, 0.35), (0.55, 0.65), (0.6, 0.8))]
+    return [(f"8 samples, 5 classes, lam = {lam[0]}", logits, ya, yb, lam[0]),
+            (f"lam given as a 0-d tensor, lam = {lam[1]}", logits, ya, yb, torch.tensor(lam[1])),
             ("lam = 0 (only y_b counts)", logits, ya, yb, 0.0),
             ("lam = 1 (only y_a counts)", logits, ya, yb, 1.0),
-            ("extreme logits (about ±1000), lam = 0.25", big, ya2, yb2, 0.25),
-            ("y_a == y_b, lam = 0.6 (plain cross-entropy)", logits, ya, ya.clone(), 0.6),
-            ("a batch of one, lam = 0.7", one, torch.tensor([7]), torch.tensor([2]), 0.7)]
+            (f"extreme logits (about ±1000), 6 samples, 4 classes, lam = {lam[2]}", big, ya2, yb2, lam[2]),
+            (f"y_a == y_b, lam = {lam[3]} (plain cross-entropy)", logits, ya, ya.clone(), lam[3]),
+            (f"logits (6, 5), labels only from classes 0-2, lam = {lam[4]}", logits[:6], ya3, ya3.flip(0), lam[4]),
+            (f"a batch of one, 10 classes, lam = {lam[4]}", one, t([7], np.int64), t([2], np.int64), lam[4])]
 
 
-def probe_loss(mixup_loss):
-    import torch
-
+def probe_loss(mixup_loss, seed):
     out = []
-    for _, logits, ya, yb, lam in _loss_cases():
+    cases = _loss_cases(seed)
+    for _, logits, ya, yb, lam in cases:
         li, ai, bi = logits.clone().requires_grad_(True), ya.clone(), yb.clone()
         res = capture(mixup_loss, li, ai, bi, lam)
         changed = not (torch.equal(li.detach(), logits) and torch.equal(ai, ya) and torch.equal(bi, yb))
@@ -521,7 +624,7 @@ def probe_loss(mixup_loss):
         mixup_loss(li, ya.clone(), yb.clone(), lam).backward()
         return li.grad
 
-    _, logits, ya, yb, lam = _loss_cases()[0]
+    _, logits, ya, yb, lam = cases[0]
     return {"cases": out, "grad": capture(gradient, logits, ya, yb, lam)}
 
 
@@ -531,121 +634,370 @@ def _ce(logits: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(logp[np.arange(len(y)), y]))
 
 
-def judge_loss(data):
-    for (label, logits, ya, yb, lam), got in zip(_loss_cases(), data["cases"], strict=True):
-        L, a, b = logits.numpy().astype(np.float64), ya.numpy(), yb.numpy()
-        lam = float(lam)
-        ce_a, ce_b = _ce(L, a), _ce(L, b)
-        ref = lam * ce_a + (1 - lam) * ce_b
-        r = as_array(got["result"], "mixup_loss(logits, y_a, y_b, lam)")
-        if r.size == len(a) and r.size > 1:
-            raise Fail(f"{label}: got {r.size} values, one per sample; return their mean (a "
-                       "single number), as F.cross_entropy does by default.")
-        v = as_float(got["result"], "mixup_loss(logits, y_a, y_b, lam)")
+def _judge_loss_case(label, logits, ya, yb, lam, got):
+    L, a, b = logits.numpy().astype(np.float64), ya.numpy(), yb.numpy()
+    lam = float(lam)
+    ce_a, ce_b = _ce(L, a), _ce(L, b)
+    ref = lam * ce_a + (1 - lam) * ce_b
+    res = got["result"]
+    if isinstance(res, Raised):
+        raise res
+    if isinstance(res, Value) and res.kind == "torch" and not str(res.dtype).startswith(("float", "bfloat")):
+        raise Fail(f"{label}: the loss is a {res.dtype} tensor; a loss is a float tensor.")
+    r = as_array(res, "mixup_loss(logits, y_a, y_b, lam)")
+    if r.size == len(a) and r.size > 1:
+        raise Fail(f"{label}: got {r.size} values, one per sample; return their mean (a "
+                   "single number), as F.cross_entropy does by default.")
+    v = as_float(res, "mixup_loss(logits, y_a, y_b, lam)")
 
-        def near(u):
-            return abs(v - u) <= 1e-5 * max(1.0, abs(u))
+    def near(u):
+        return abs(v - u) <= 1e-5 * max(1.0, abs(u))
 
-        if not math.isfinite(v):
-            raise Fail(f"{label}: got {v}. Use F.cross_entropy (or log_softmax), which stays "
-                       "finite for large logits; log(softmax(...)) underflows to log(0).")
-        if not near(ref):
-            if near((1 - lam) * ce_a + lam * ce_b):
-                raise Fail(f"{label}: got {v:.6g}, the weights are swapped: lam multiplies the "
-                           "cross-entropy with y_a (the labels of x, which had weight lam), and "
-                           "1 - lam the one with y_b.")
-            if len(a) > 1 and near(len(a) * ref):
-                raise Fail(f"{label}: got {v:.6g}, the sum over the batch ({len(a)} times the "
-                           "expected value). Average over the batch.")
-            if near(lam * ce_a) or near((1 - lam) * ce_b):
-                raise Fail(f"{label}: got {v:.6g}, only one of the two terms. The loss is "
-                           "lam*CE(logits, y_a) + (1-lam)*CE(logits, y_b).")
-            mixed = lam * a + (1 - lam) * b
-            for f in (np.round, np.floor, np.trunc):
-                if near(_ce(L, np.clip(f(mixed), 0, L.shape[1] - 1).astype(int))):
-                    raise Fail(f"{label}: got {v:.6g}, the cross-entropy against the mixed label "
-                               "lam*y_a + (1-lam)*y_b turned into an integer. Class indices "
-                               "cannot be mixed arithmetically; mix the two losses instead.")
-            raise Fail(f"{label}: got {v:.6g}, expected lam*CE(logits, y_a) + (1-lam)*"
-                       f"CE(logits, y_b) with the mean cross-entropy over the batch.")
-        if got["input_changed"]:
-            raise Fail(f"{label}: your function changed its inputs (an in-place operation); "
-                       "leave logits, y_a and y_b as they are.")
-        res = got["result"]
-        if isinstance(res, Value) and res.kind != "torch":
-            raise Fail(f"{label}: the value is right but it is a plain number ({res.kind}); "
-                       "return a torch tensor, so that loss.backward() can train the model "
-                       "(no .item(), float() or NumPy).")
-        if isinstance(res, Value) and not res.grad:
-            raise Fail(f"{label}: the value is right but the result does not require grad: it was "
-                       "detached from logits (.detach(), .item(), NumPy or torch.tensor(...)). "
-                       "Compute it with torch operations on logits.")
-    _, logits, ya, yb, lam = _loss_cases()[0]
+    if not math.isfinite(v):
+        raise Fail(f"{label}: got {v}. Compute the log-probabilities in one stable step (as "
+                   "F.cross_entropy and log_softmax do); log(softmax(...)) underflows to log(0).")
+    if not near(ref):
+        z = L - L.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        rows = np.arange(len(a))
+        over_b = np.where(a == b, (1 - lam) * -logp[rows, a], lam * -logp[rows, a] + (1 - lam) * -logp[rows, b]).mean()
+        over_a = np.where(a == b, lam * -logp[rows, a], lam * -logp[rows, a] + (1 - lam) * -logp[rows, b]).mean()
+        same = bool(np.any(a == b))
+        if same and 0 < lam < 1 and (near(over_b) or near(over_a)):
+            raise Fail(f"{label}: got {v:.6g}, only part of the loss. When both labels of a pair "
+                       "are the same class, the two weights add up on that class (they sum to "
+                       "1); a soft target built with scatter_ overwrites one weight with the "
+                       "other instead of adding them.")
+        if near((1 - lam) * ce_a + lam * ce_b):
+            raise Fail(f"{label}: got {v:.6g}, the weights are swapped: lam belongs to the "
+                       "labels of x (y_a), 1 - lam to those of the partners (y_b).")
+        if len(a) > 1 and near(len(a) * ref):
+            raise Fail(f"{label}: got {v:.6g}, the sum over the batch ({len(a)} times the "
+                       "expected value). Average over the batch.")
+        if near(lam * ce_a) or near((1 - lam) * ce_b):
+            raise Fail(f"{label}: got {v:.6g}, only one of the two terms: both labels count, "
+                       "each with its weight.")
+        mixed = lam * a + (1 - lam) * b
+        for f in (np.round, np.floor, np.trunc):
+            if near(_ce(L, np.clip(f(mixed), 0, L.shape[1] - 1).astype(int))):
+                raise Fail(f"{label}: got {v:.6g}, the cross-entropy against a mixed label turned "
+                           "into an integer. Class indices cannot be mixed arithmetically; mix "
+                           "the two losses instead.")
+        raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}: the cross-entropy with y_a weighted "
+                   "by lam plus the one with y_b weighted by 1 - lam, each averaged over the batch.")
+    if got["input_changed"]:
+        raise Fail(f"{label}: your function changed its inputs (an in-place operation); "
+                   "leave logits, y_a and y_b as they are.")
+    if isinstance(res, Value) and res.kind != "torch":
+        raise Fail(f"{label}: the value is right but it is a plain number ({res.kind}); "
+                   "return a torch tensor, so that loss.backward() can train the model "
+                   "(no .item(), float() or NumPy).")
+    if isinstance(res, Value) and not res.grad:
+        raise Fail(f"{label}: the value is right but the result does not require grad: it was "
+                   "detached from logits (.detach(), .item(), NumPy or torch.tensor(...)). "
+                   "Compute it with torch operations on logits.")
+
+
+def judge_loss(data, seed):
+    cases = _loss_cases(seed)
+    for (label, logits, ya, yb, lam), got in zip(cases, data["cases"], strict=True):
+        full = (f"{label}: mixup_loss(logits of shape {tuple(logits.shape)}, y_a of shape "
+                f"{tuple(ya.shape)}, y_b, lam)")
+        _guarded(full, _judge_loss_case, full, logits, ya, yb, lam, got)
+    _, logits, ya, yb, lam = cases[0]
     L = logits.numpy().astype(np.float64)
     p = np.exp(L - L.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     onehot = np.eye(L.shape[1])
     ref_grad = (p - lam * onehot[ya.numpy()] - (1 - lam) * onehot[yb.numpy()]) / len(L)
-    g = as_array(data["grad"], "the gradient of your loss")
+    g = _guarded("the gradient of your loss on the first case", as_array, data["grad"], "the gradient of your loss")
     if not close(g, ref_grad, rtol=1e-4, atol=1e-6):
         raise Fail("the loss has the right value but the wrong gradient with respect to logits; "
                    "compute it from logits with torch operations only.")
     return None
 
 
-exercise("ex6.3", "mixup_loss", probe_loss, _guard(judge_loss))
+exercise("ex6.3", "mixup_loss", probe_loss, judge_loss)
 
-# ------------------------------------------------------------------ ex6.4
+# ---------------------------------------------------------------- ex6.4 cutmix_batch
 
-def _target_cases():
-    import torch
-
-    ya = torch.tensor([0, 3, 9, 4, 4, 1])
-    yb = torch.tensor([5, 3, 2, 8, 4, 0])
-    return [("6 pairs, 10 classes, lam = 0.3", ya, yb, 0.3, 10),
-            ("lam as a 0-d tensor, lam = 0.9, 12 classes", ya, yb, torch.tensor(0.9), 12),
-            ("lam = 1", ya, yb, 1.0, 10),
-            ("y_a == y_b, lam = 0.25", ya, ya.clone(), 0.25, 10)]
+CUT_N, CUT_H, CUT_W = 4, 40, 64
+CUT_CALLS = 300          # per alpha
+# allowances for any rounding of the sides and the centre: floor, round or ceil move the KS
+# distance by at most 0.045, the mean kept fraction by 0.015 and its variance by 0.003 at 40x64
+ROUNDING, MEAN_ROUNDING, VAR_ROUNDING = 0.07, 0.025, 0.006
 
 
-def probe_targets(mixup_targets):
-    import torch
-
-    out = []
-    for _, ya, yb, lam, k in _target_cases():
-        ai, bi = ya.clone(), yb.clone()
-        res = capture(mixup_targets, ai, bi, lam, k)
-        out.append({"result": res,
-                    "input_changed": bool(not (torch.equal(ai, ya) and torch.equal(bi, yb)))})
-    return out
+def _cut_alphas(seed: int) -> tuple[float, float]:
+    rng = case_rng(seed, 6400)
+    return (float(np.round(rng.uniform(0.2, 0.3), 2)), float(np.round(rng.uniform(3.0, 4.0), 2)))
 
 
-def judge_targets(data):
-    for (label, ya, yb, lam, k), got in zip(_target_cases(), data, strict=True):
-        a, b, lam = ya.numpy(), yb.numpy(), float(lam)
-        eye = np.eye(k)
-        ref = lam * eye[a] + (1 - lam) * eye[b]
-        t = as_array(got["result"], "mixup_targets(y_a, y_b, lam, num_classes)")
-        if t.shape != ref.shape:
-            raise Fail(f"{label}: got shape {t.shape}, expected (N, num_classes) = {ref.shape}.")
-        _torch_kind(got["result"], f"{label}: the result")
-        v = got["result"]
-        if isinstance(v, Value) and not str(v.dtype).startswith("float"):
-            raise Fail(f"{label}: the targets have dtype {v.dtype}; soft targets are "
-                       "probabilities, a float tensor (F.one_hot gives integers: convert them).")
-        if not close(t, ref, rtol=1e-6, atol=1e-6):
-            if close(t, (1 - lam) * eye[a] + lam * eye[b], rtol=1e-6, atol=1e-6):
-                raise Fail(f"{label}: lam and 1 - lam are swapped: y_a gets weight lam, y_b "
-                           "weight 1 - lam.")
-            mixed = np.clip(np.round(lam * a + (1 - lam) * b).astype(int), 0, k - 1)
-            if close(t, eye[mixed], atol=1e-6):
-                raise Fail(f"{label}: these are one-hot vectors of the mixed label lam*y_a + "
-                           "(1-lam)*y_b. Mix the one-hot vectors, not the class indices.")
-            raise Fail(f"{label}: wrong values; row i must be lam*one_hot(y_a[i]) + "
-                       "(1-lam)*one_hot(y_b[i]) (every row sums to 1).")
-        if got["input_changed"]:
-            raise Fail(f"{label}: your function changed y_a or y_b; leave the inputs as they are.")
+def _cut_stats_input(seed: int):
+    """Constant images with distinct values (the box and its source can be read off) and
+    distinct labels (``y_b`` tells the permutation)."""
+    rng = case_rng(seed, 6401)
+    values = rng.choice(np.arange(1, 250), CUT_N, replace=False).astype(np.float32)
+    x = torch.from_numpy(np.broadcast_to(values[:, None, None, None], (CUT_N, 1, CUT_H, CUT_W)).copy())
+    y = torch.from_numpy(rng.permutation(10)[:CUT_N].astype(np.int64))
+    return x, y
+
+
+def _cut_cases(seed: int):
+    rng = case_rng(seed, 6402)
+    x1 = torch.from_numpy(rng.uniform(0, 1, (6, 3, 8, 12)).astype(np.float32))
+    y1 = torch.from_numpy(rng.permutation(10)[:6].astype(np.int64))
+    x2 = torch.from_numpy(rng.uniform(0, 1, (1, 1, 5, 7)).astype(np.float32))
+    y2 = torch.from_numpy(rng.integers(0, 10, 1).astype(np.int64))
+    return [("x of shape (6, 3, 8, 12) (six three-channel 8x12 images), alpha = 1.0", x1, y1, 1.0, True),
+            ("x of shape (1, 1, 5, 7) (a batch of one image), alpha = 1.0", x2, y2, 1.0, False)]
+
+
+def _call_compact(fn, *args) -> dict:
+    """Call learner code like :func:`capture`; an ``x_mixed`` whose values are integers in
+    [0, 255] (a correct answer on the constant images) is kept as raw bytes, losslessly, so
+    hundreds of calls make a small record that is quick to judge."""
+    try:
+        with learner_code():
+            out = fn(*args)
+    except Exception as e:  # noqa: BLE001 - any learner error becomes data
+        return {"out": {"__raised__": f"{type(e).__name__}: {e}"[:500], "__where__": _learner_frame(e)}}
+    if isinstance(out, tuple) and len(out) == 4 and isinstance(out[0], torch.Tensor) \
+            and out[0].dtype.is_floating_point:
+        t = out[0].detach().cpu()
+        if t.numel() and bool(torch.all((t == t.round()) & (t >= 0) & (t <= 255))):
+            raw = zlib.compress(t.to(torch.uint8).numpy().tobytes(), 6)
+            return {"pixels": base64.b64encode(raw).decode(),
+                    "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+                    "grad": bool(out[0].requires_grad), "rest": encode(tuple(out[1:]))}
+    return {"out": encode(out)}
+
+
+def _expand_compact(entry) -> dict:
+    """Inverse of :func:`_call_compact` (after :func:`_unpack_blob` decoded it)."""
+    if "pixels" not in entry:
+        return entry
+    shape = tuple(int(unwrap(d)) for d in entry["shape"])
+    d = zlib.decompressobj()
+    raw = d.decompress(base64.b64decode(str(entry["pixels"]), validate=True), 1_000_000)
+    if int(np.prod(shape)) != len(raw) or d.unconsumed_tail:
+        raise Fail("the check record is malformed; run the check cell again.")
+    xm = Value(np.frombuffer(raw, dtype=np.uint8).reshape(shape).astype(np.float64), "torch",
+               str(entry["dtype"]), bool(entry.get("grad")))
+    rest = entry["rest"]
+    return {"out": (xm, *rest) if isinstance(rest, (tuple, list)) else rest,
+            "changed": entry.get("changed")}
+
+
+def probe_cutmix(cutmix_batch, seed):
+    x, y = _cut_stats_input(seed)
+    alphas = _cut_alphas(seed)
+    stats, gen = [], _probe_seed(seed, 65)
+    for k in range(len(alphas) * CUT_CALLS):
+        xin, yin = x.clone(), y.clone()
+        entry = _call_compact(cutmix_batch, xin, yin, alphas[k // CUT_CALLS], gen if k % 2 == 0 else None)
+        entry["changed"] = bool(not (torch.equal(xin, x) and torch.equal(yin, y)))
+        stats.append(entry)
+        if "__raised__" in entry.get("out", {}):
+            break
+    cases, gen = [], _probe_seed(seed, 66)
+    for k, (_, xc, yc, alpha, use_gen) in enumerate(_cut_cases(seed)):
+        xin, yin = xc.clone(), yc.clone()
+        cases.append({"out": capture(cutmix_batch, xin, yin, alpha, gen if use_gen else None),
+                      "changed": bool(not (torch.equal(xin, xc) and torch.equal(yin, yc)))})
+    return {"stats": _pack(stats), "cases": cases}
+
+
+def _box_of(diff: np.ndarray):
+    """``(top, bottom, left, right)`` (half-open) of the True pixels of a 2-D mask, or None."""
+    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _cut_call(got, x: np.ndarray, y: np.ndarray, label: str):
+    """Exact checks of one call. Returns ``(lam, box or None, seen)``: ``seen`` is False when the
+    box cannot be read (every image paired with itself)."""
+    xm, ya, yb, lam = _unpack(got, x, y, label, "cutmix_batch")
+    n, _, h, w = x.shape
+    if not np.array_equal(ya, y):
+        if np.array_equal(np.sort(ya), np.sort(y)) and np.array_equal(yb, y):
+            raise Fail(f"{label}: y_a and y_b are swapped: y_a must be the labels of x (the part "
+                       "outside the box), y_b those of the images pasted into the box.")
+        raise Fail(f"{label}: y_a should be y itself, unchanged and in the same order.")
+    if len(set(y.tolist())) == n:
+        if sorted(yb.tolist()) != sorted(y.tolist()):
+            raise Fail(f"{label}: y_b is not a reordering of y (some labels twice, others "
+                       "never): pair the batch with a random permutation of itself.")
+        perm = np.array([int(np.flatnonzero(y == v)[0]) for v in yb])
+    else:
+        perm = None
+    boxes = []
+    for i in range(n):
+        diff = np.any(np.abs(xm[i] - x[i]) > 1e-6, axis=0)          # (H, W): pixels that changed
+        box = _box_of(diff)
+        if box is None:
+            boxes.append(None)
+            continue
+        t, b, l, r = box
+        if not diff[t:b, l:r].all():
+            kept = ~diff
+            if _box_of(kept) is not None and (lambda kb: (~kept[kb[0]:kb[1], kb[2]:kb[3]]).sum() == 0)(_box_of(kept)):
+                raise Fail(f"{label}: in image {i} the pixels OUTSIDE a box changed and the box "
+                           "kept the original: the roles are reversed. The box receives the "
+                           "partner's pixels; everything outside it stays x.")
+            raise Fail(f"{label}: the pixels of image {i} that changed do not form one "
+                       "axis-aligned rectangle. Paste one box (a range of rows times a range of "
+                       "columns) and leave every other pixel as it was.")
+        region = xm[i][:, t:b, l:r]
+        src = None
+        for j in range(n):
+            if j != i and np.all(np.abs(region - x[j][:, t:b, l:r]) <= 1e-6):
+                src = j
+                break
+        if src is None:
+            raise Fail(f"{label}: inside the box of image {i} the pixels are not those of another "
+                       "image of the batch at the same place. Copy the box's pixels from the "
+                       "partner image, at the same rows and columns.")
+        if perm is not None and perm[i] != src:
+            if perm[i] == i:
+                raise Fail(f"{label}: image {i} received a box from image {src}, but y_b says its "
+                           "partner is itself: the labels were not permuted like the images. "
+                           "Use one permutation for the pixels and the labels.")
+            raise Fail(f"{label}: image {i} received its box from image {src}, but y_b names "
+                       f"image {int(perm[i])} as its partner. Use one permutation for the "
+                       "pixels and the labels.")
+        boxes.append(box)
+    seen_boxes = [bx for bx in boxes if bx is not None]
+    if len(set(seen_boxes)) > 1:
+        raise Fail(f"{label}: the images got different boxes ({len(set(seen_boxes))} different "
+                   "rectangles). CutMix draws ONE box per batch and pastes it at the same place "
+                   "in every image.")
+    if perm is not None:
+        moved = [i for i in range(n) if perm[i] != i]
+        if seen_boxes and any(boxes[i] is None for i in moved):
+            raise Fail(f"{label}: some images paired with another image show no box while others "
+                       "do: the same box goes into every image.")
+        seen = bool(moved)
+    else:
+        seen = bool(seen_boxes)
+    box = seen_boxes[0] if seen_boxes else None
+    area = 0 if box is None else (box[1] - box[0]) * (box[3] - box[2])
+    if seen:
+        kept = 1 - area / (h * w)
+        if abs(lam - kept) > 2e-6:
+            hint = (f"{label}: lam = {lam:.6f}, but the box covers {area} of {h * w} pixels, so "
+                    f"the fraction kept from x is {kept:.6f}.")
+            if abs(lam - (1 - kept)) <= 2e-6:
+                raise Fail(hint + " You returned the pasted fraction: lam is the share of x.")
+            raise Fail(hint + " lam must be the exact kept fraction of the box you pasted, "
+                       "computed after rounding and clipping it to the image, not the Beta "
+                       "draw that set its size.")
+    elif not 0 <= lam <= 1:
+        raise Fail(f"{label}: lam = {lam:.4g} is outside [0, 1].")
+    return lam, box, seen
+
+
+def _cut_reference(alpha: float, h: int, w: int, n: int = 200_000):
+    """Kept fractions of the reference process (continuous sides and centre)."""
+    rng = np.random.default_rng(6499)
+    s = np.sqrt(1 - rng.beta(alpha, alpha, n))
+    cy, cx = rng.uniform(0, h, n), rng.uniform(0, w, n)
+    hh = np.clip(cy + s * h / 2, 0, h) - np.clip(cy - s * h / 2, 0, h)
+    ww = np.clip(cx + s * w / 2, 0, w) - np.clip(cx - s * w / 2, 0, w)
+    return 1 - hh * ww / (h * w)
+
+
+def _cut_statistics(kept: np.ndarray, boxes: list, alpha: float, h: int, w: int) -> str | None:
+    """None when the kept fractions and box positions look like the reference process."""
+    n = len(kept)
+    what = f"over {n} calls with alpha = {alpha} on {h}x{w} images"
+    ref = _cut_reference(alpha, h, w)
+    grid = np.sort(kept)
+    k = np.arange(1, n + 1)
+    cdf = np.searchsorted(np.sort(ref), grid, side="right") / len(ref)
+    dks = float(max(np.max(k / n - cdf), np.max(cdf - (k - 1) / n)))
+    mean, var = float(kept.mean()), float(kept.var(ddof=1))
+    rmean, rvar = float(ref.mean()), float(ref.var())
+    m4 = float(np.mean((ref - rmean) ** 4))
+    mean_ok = abs(mean - rmean) <= 5.5 * math.sqrt(rvar / n) + MEAN_ROUNDING
+    var_ok = abs(var - rvar) <= 5.5 * math.sqrt((m4 - rvar ** 2) / n) + VAR_ROUNDING
+    sides = np.array([[(b - t) / h, (r - l) / w] for t, b, l, r in boxes if b - t > 0])
+    inner = [(t, b, l, r) for t, b, l, r in boxes if 0 < t and b < h and 0 < l and r < w]
+    if len(inner) >= 10:
+        ratio = np.array([((b - t) / h) / ((r - l) / w) for t, b, l, r in inner])
+        med = float(np.median(ratio))
+        if abs(math.log(med)) > math.log(1.3):
+            return (f"{what}: boxes that lie inside the image have height/H about {med:.2f} times "
+                    f"their width/W; the box should have the image's proportions (height and "
+                    f"width each shrink by the same factor). Are the sides for H and W swapped?")
+    # Centre: a box of sides (s H, s W) with a uniform centre reaches a border with
+    # probability about 1 - (1 - s)**2. The observed sides underestimate s for a clipped box,
+    # so for a correct answer the predicted share is at most the true one: a one-sided test,
+    # whatever the size distribution.
+    nz = [(t, b, l, r) for t, b, l, r in boxes if b > t and r > l]
+    touch = np.array([t <= 0 or b >= h or l <= 0 or r >= w for t, b, l, r in nz], dtype=float)
+    s_obs = np.array([min(1.0, ((b - t) / h + (r - l) / w) / 2) for t, b, l, r in nz])
+    if len(nz) >= 20:
+        pred = float(np.mean(1 - (1 - s_obs) ** 2))
+        sd = math.sqrt(max(pred * (1 - pred), 0.01) / len(nz))
+        if touch.mean() < pred - 5.5 * sd - ROUNDING:
+            return (f"{what}: only {touch.mean():.0%} of the boxes reach the image's border; "
+                    f"boxes of these sizes with a centre uniform over the image would reach it "
+                    f"about {pred:.0%} of the time. Draw the centre uniformly over the whole "
+                    "image and clip the box where it sticks out: restricting the centre so that "
+                    "the box always fits biases where (and how large) the pasted region is.")
+    if dks <= _dkw(n) + ROUNDING and mean_ok and var_ok:
+        return None
+    size = (f"{what}: the box covered on average {1 - mean:.1%} of the image (variance of lam "
+            f"{var:.4f}); for a box of about (1 - r) * H * W pixels with r ~ Beta(alpha, alpha), "
+            f"a uniform centre and clipping, expect about {1 - rmean:.1%} (variance {rvar:.4f}).")
+    return size + (" Check the Beta draw (both shape parameters alpha) and how the sides "
+                   "follow from it: each side shrinks by the square root of (1 - r), so that the "
+                   "area is about (1 - r) of the image.")
+
+
+def judge_cutmix(data, seed):
+    for (label, xc, yc, _, _), got in zip(_cut_cases(seed), data["cases"], strict=True):
+        xn, yn = xc.numpy().astype(np.float64), yc.numpy()
+        lam, box, seen = _guarded(label, _cut_call, got, xn, yn, label)
+        if len(yn) == 1:
+            xm = as_array(got["out"][0])
+            if not np.array_equal(xm, xn):
+                raise Fail(f"{label}: a batch of one pairs the image with itself, so x_mixed "
+                           "must equal x.")
+    x, y = (t.numpy() for t in _cut_stats_input(seed))
+    x = x.astype(np.float64)
+    h, w = x.shape[2:]
+    alphas = _cut_alphas(seed)
+    stats = _unpack_blob(data["stats"])
+    kept = {a: [] for a in alphas}
+    boxes = {a: [] for a in alphas}
+    any_box = False
+    for k, got in enumerate(stats):
+        alpha = alphas[min(k // CUT_CALLS, 1)]
+        label = (f"call {k % CUT_CALLS + 1} of cutmix_batch(x, y, alpha, generator) with x of "
+                 f"shape {tuple(x.shape)} (every image a different constant) and y of shape "
+                 f"({len(y)},), alpha = {alpha}")
+        lam, box, seen = _guarded(label, _cut_call, _expand_compact(got), x, y, label)
+        if seen:
+            kept[alpha].append(lam)
+            boxes[alpha].append(box if box is not None else (0, 0, 0, 0))
+            any_box |= box is not None
+    if len(stats) != len(alphas) * CUT_CALLS:
+        raise Fail("the check record is incomplete; run the check cell again.")
+    if not any_box:
+        raise Fail(f"x_mixed equalled x in all {len(stats)} calls: no box was pasted.")
+    for alpha in alphas:
+        lams = np.asarray(kept[alpha])
+        if np.ptp(lams) < 1e-9:
+            raise Fail(f"the same lam ({lams[0]:.4f}) in every call with alpha = {alpha}: draw a "
+                       "fresh r (and a fresh box) in every call; do not seed inside the function.")
+        hint = _cut_statistics(lams, boxes[alpha], alpha, h, w)
+        if hint:
+            raise Fail(hint)
     return None
 
 
-exercise("ex6.4", "mixup_targets", probe_targets, _guard(judge_targets))
+exercise("ex6.4", "cutmix_batch", probe_cutmix, judge_cutmix)
