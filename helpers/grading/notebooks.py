@@ -83,6 +83,96 @@ def lesson_of(nb, name: str) -> str | None:
     return course.lesson_of_filename(name)
 
 
+# --------------------------------------------------------------------------- the lesson
+
+def _stems() -> dict[str, str]:
+    """``{"03_dropout": "03", ...}``."""
+    return {name: lesson for lesson, (name, _) in course.LESSONS.items()}
+
+
+def lesson_in_name(name: str) -> str | None:
+    """A lesson named anywhere in a file name, as Colab, Jupyter and LMS downloads rename
+    them: ``Copy of 03_dropout.ipynb``, ``03_dropout (1).ipynb``,
+    ``alice_1234_03_dropout.ipynb``. A lesson's stem (``03_dropout``) first, else a
+    two-digit lesson number followed by ``_`` that no other digit touches."""
+    base = Path(name).name.lower()
+    found = {lesson for stem, lesson in _stems().items() if stem in base}
+    if len(found) == 1:
+        return found.pop()
+    if found:
+        return None  # two lessons named: not a guess to make
+    nums = {m.group(1) for m in re.finditer(r"(?<!\d)(\d{2})_", base) if m.group(1) in course.LESSONS}
+    return nums.pop() if len(nums) == 1 else None
+
+
+def _texts(nb) -> list[str]:
+    out = []
+    for c in nb.get("cells", []):
+        if isinstance(c, dict) and isinstance(c.get("source"), str):
+            out.append(c["source"])
+    return out
+
+
+def lesson_in_cells(nb) -> str | None:
+    """The lesson the notebook's Colab badge or setup cell names (``.../03_dropout.ipynb``),
+    or Colab's own record of the file name (``metadata.colab.name``)."""
+    meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
+    colab = meta.get("colab") if isinstance(meta.get("colab"), dict) else {}
+    if isinstance(colab.get("name"), str):
+        lesson = lesson_in_name(colab["name"])
+        if lesson:
+            return lesson
+    found = set()
+    for text in _texts(nb)[:6]:  # the badge and setup cells come first
+        for m in re.finditer(r"(?:notebooks|exercises|solutions)/(\d{2}_[a-z0-9_]+)\.ipynb", text):
+            if m.group(1) in _stems():
+                found.add(_stems()[m.group(1)])
+    return found.pop() if len(found) == 1 else None
+
+
+def lesson_by_exercises(nb) -> tuple[str | None, list[str]]:
+    """The lesson whose exercises the notebook's cells define (``def dropout_forward``) or
+    check (``check("ex3.1")``): the one with the most, when one has clearly the most."""
+    code = [c.get("source", "") for c in nb.get("cells", [])
+            if isinstance(c, dict) and c.get("cell_type") == "code" and isinstance(c.get("source"), str)]
+    scores: dict[str, list[str]] = {}
+    for lesson in course.LESSONS:
+        try:
+            exercises = lesson_exercises(lesson)
+        except Exception:  # noqa: BLE001 - a lesson without checks cannot be recognised
+            continue
+        hits = []
+        for ex in exercises:
+            if any(f'check("{ex.id}"' in src or f"check('{ex.id}'" in src for src in code) or \
+                    (ex.kind != "value" and any(defines(src, ex.name) for src in code)):
+                hits.append(ex.name)
+        if hits:
+            scores[lesson] = hits
+    if not scores:
+        return None, []
+    ranked = sorted(scores.items(), key=lambda kv: -len(kv[1]))
+    if len(ranked) > 1 and len(ranked[1][1]) * 2 > len(ranked[0][1]):
+        return None, []  # no clear winner
+    return ranked[0][0], ranked[0][1]
+
+
+def infer_lesson(nb, name: str) -> tuple[str | None, str]:
+    """``(lesson, rule)`` for a notebook whose metadata and ``NN_`` prefix name no lesson;
+    ``rule`` says, for the feedback, how it was found."""
+    lesson = lesson_in_name(name)
+    if lesson:
+        return lesson, f"the file name names lesson {lesson} ({course.LESSONS[lesson][0]})"
+    lesson = lesson_in_cells(nb)
+    if lesson:
+        return lesson, (f"the notebook's Colab badge or setup cell names lesson {lesson} "
+                        f"({course.LESSONS[lesson][0]})")
+    lesson, names = lesson_by_exercises(nb)
+    if lesson:
+        shown = ", ".join(f"`{n}`" for n in names[:4]) + (" ..." if len(names) > 4 else "")
+        return lesson, f"its cells define lesson {lesson}'s exercises ({shown})"
+    return None, ""
+
+
 # --------------------------------------------------------------------------- reference
 
 @dataclass

@@ -17,7 +17,8 @@ import nbformat
 from helpers import course
 from helpers.grading import sandbox
 from helpers.grading.notebooks import (Answer, Reference, SubmissionError, assemble, find_answers,
-                                       lesson_of, load_reference, parse_notebook, records_in)
+                                       infer_lesson, lesson_in_name, lesson_of, load_reference,
+                                       parse_notebook, records_in)
 
 STATUSES = ("passed", "failed", "error", "timeout", "missing")
 # Judges run in this process, one at a time: some build their references from torch's or
@@ -396,19 +397,25 @@ def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
     """Parse a submission and find its answers (no learner code runs)."""
     res = Result(submission=label, path=path)
     job = _Job(res)
-    lesson = course.lesson_of_filename(path.name) or opts.default_lesson
+    lesson = course.lesson_of_filename(path.name) or lesson_in_name(path.name) or opts.default_lesson
     try:
         if isinstance(data, SubmissionError):
             raise data
         nb = parse_notebook(data)
         lesson = lesson_of(nb, path.name)
+        if lesson is None:
+            lesson, rule = infer_lesson(nb, path.name)
+            if lesson is not None:
+                res.notes.append(f"graded as lesson {lesson}: the notebook's metadata names no "
+                                 f"lesson and its file name does not start with one; {rule}")
         if lesson is None and opts.default_lesson:
             lesson = opts.default_lesson
             res.notes.append(f"graded as lesson {lesson}, the lesson of this assignment (neither "
                              "the notebook's metadata nor its file name names a lesson)")
         if lesson is None:
-            raise SubmissionError("unknown lesson: the notebook has no course.lesson metadata and "
-                                  "its file name does not start with a lesson number (NN_)")
+            raise SubmissionError("unknown lesson: the notebook has no course.lesson metadata, its "
+                                  "file name names no lesson (NN_name), no Colab badge or setup "
+                                  "cell names one, and its cells define no lesson's exercises")
         res.lesson = lesson
         file_lesson = course.lesson_of_filename(path.name)
         if file_lesson and file_lesson != lesson:

@@ -11,8 +11,9 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 from builders import (EMPTY_NOTEBOOK, colab, dumps, fill, learner_copy, role, solution_sources,
-                      strip_cells, v3_bytes)
+                      v3_bytes)
 
 from helpers import course
 
@@ -217,8 +218,10 @@ def build(folder: Path, canaries: list[Path], writes: list[Path]) -> dict[str, C
     put("01_empty_file.ipynb", b"", Case({"*": "error"}, {"ex1.1": "empty"}))
     put("01_no_cells.ipynb", EMPTY_NOTEBOOK, Case({"*": "error"}, {"ex1.1": "no code cells"}))
     put("01_not_a_notebook.ipynb", b"[1, 2, 3]", Case({"*": "error"}, {"ex1.1": "not a Jupyter notebook"}))
-    put("notes.ipynb", dumps(strip_cells(colab(correct), lambda c: True)),
-        Case({"-": "error"}, {"-": "unknown lesson"}, lesson=""))
+    notes = nbformat.v4.new_notebook()
+    notes.cells = [nbformat.v4.new_markdown_cell("# My notes"),
+                   nbformat.v4.new_code_cell("x = 1\nprint(x)")]
+    put("notes.ipynb", dumps(notes), Case({"-": "error"}, {"-": "unknown lesson"}, lesson=""))
     put("03_dropout.ipynb", dumps(correct), Case({"*": "passed"}, feedback_contains=["graded as lesson 01"]))
     foreign = colab(correct)
     foreign.metadata["course"] = {"lesson": "01"}
