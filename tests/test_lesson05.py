@@ -764,3 +764,23 @@ def test_label_smoothing_explorer_numbers():
     ex.eps.value = 0.0
     assert ex.optimal_gap == float("inf") and ex.min_loss == 0.0 and ex.true_target == 1.0
     plt.close("all")
+
+
+# ---------------------------------------------------------------- errors and stubs
+@pytest.mark.parametrize("ex,n_args", [("ex5.1", 3), ("ex5.2", 3), ("ex5.3", 2), ("ex5.4", 2)])
+def test_stubs_say_still_the_stub(ex, n_args):
+    def stub(*args):
+        raise NotImplementedError(f"{ex}: write your answer here")
+    v = verdict(ex, stub)
+    assert v.status == "error" and "still the stub" in v.message, v.text()
+
+
+@pytest.mark.parametrize("ex,fn,where", [
+    ("ex5.1", lambda y, K, eps: F.one_hot(y, K)[:, :2] + torch.zeros(len(y), K), "y of shape"),
+    ("ex5.2", lambda z, y, eps: z.view(-1, 4).sum(), "logits of shape"),
+    ("ex5.3", lambda p, y, n_bins=15: p.view(-1, 3).sum(), "probs of shape"),
+    ("ex5.4", lambda z, y: float(z.view(-1, 3).sum()), "logits of shape"),
+])
+def test_raised_errors_name_the_case(ex, fn, where):
+    v = assert_fails(ex, fn, where)
+    assert "your code raised" in v.message
