@@ -46,6 +46,19 @@ class SixtySampleResult:
                 f"{int((diff > 0).sum())} of {n} seeds, lower in {int((diff < 0).sum())}")
 
 
+def fast_adam(lr: float):
+    """``optimizer`` argument for :func:`train_many`: Adam with ``fused=True`` where torch has it
+    (CPU and CUDA; about half the time of the default for many stacked models, the same
+    update), plain Adam elsewhere."""
+    def make(params):
+        params = list(params)
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.Adam(params, lr=lr)
+    return make
+
+
 def sixty_sample_experiment(seeds: Sequence[int] = range(20), *, p: float = 0.4,
                             epochs: int = 250, lr: float = 5e-4, n_train: int = 60,
                             n_val: int = 400, data_seed=None) -> SixtySampleResult:
@@ -65,8 +78,8 @@ def sixty_sample_experiment(seeds: Sequence[int] = range(20), *, p: float = 0.4,
         def make(s, rate=rate):
             torch.manual_seed(s)
             return _models.mlp(20, hidden=(256, 256), out_features=1, dropout=rate)
-        _, hists = train_many(make, splits, seeds, epochs=epochs, lr=lr, progress=False,
-                              eval_every=epochs)
+        _, hists = train_many(make, splits, seeds, epochs=epochs, optimizer=fast_adam(lr),
+                              progress=False, eval_every=epochs)
         results[rate] = (np.array([h.last("val_acc") for h in hists]),
                          np.array([h.last("train_acc") for h in hists]))
     return SixtySampleResult(seeds, results[0.0][0], results[p][0], results[0.0][1])

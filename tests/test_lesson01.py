@@ -501,3 +501,20 @@ def test_polynomial_explorer_in_plain_python():
 
         plt.close("all")
         matplotlib.use(previous, force=True)
+
+
+# ---------------------------------------------------------------- the shared experiment
+def test_sixty_sample_experiment_shape_and_summary():
+    """helpers.experiments.sixty_sample_experiment (lesson 01 runs it, lesson 03 refers to it):
+    one paired result per seed, a summary with mean ± sd (ddof=1) and the count of wins."""
+    from helpers.experiments import sixty_sample_experiment
+
+    r = sixty_sample_experiment(seeds=[0, 1, 2], epochs=3, n_val=50)
+    assert r.val_acc_plain.shape == r.val_acc_dropout.shape == (3,)
+    assert np.all((0 <= r.val_acc_plain) & (r.val_acc_plain <= 1))
+    np.testing.assert_allclose(r.difference, r.val_acc_dropout - r.val_acc_plain)
+    text = r.summary()
+    sd = r.val_acc_plain.std(ddof=1)
+    assert f"{r.val_acc_plain.mean():.3f} ± {sd:.3f}" in text and "of 3 seeds" in text
+    again = sixty_sample_experiment(seeds=[0, 1, 2], epochs=3, n_val=50)
+    np.testing.assert_array_equal(again.val_acc_dropout, r.val_acc_dropout)   # reproducible
