@@ -703,3 +703,24 @@ def test_hints_never_give_the_reference_expression():
         msg = run(ex, fn, seed=3)[0].message
         for phrase in REFERENCE_PHRASES:
             assert phrase not in msg, (ex, phrase, msg)
+
+
+def test_ex42_errors_say_which_case():
+    """A module written for (N, C) only raises on the (N, C, L) step: the message names the step,
+    its shape and what it is about (issue 14)."""
+    class TwoDOnly(BNReference):
+        def forward(self, x):
+            if self.training:
+                mean, var = x.mean(0), x.var(0, unbiased=False)
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                    n = x.shape[0]
+                    self.running_mean.mul_(1 - m).add_(m * mean)
+                    self.running_var.mul_(1 - m).add_(m * var * n / (n - 1))
+            else:
+                mean, var = self.running_mean, self.running_var
+            return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+    v, _ = run("ex4.2", TwoDOnly)
+    assert v.status == "error", v.text()
+    assert "(3, 4, 5)" in v.message and "statistics over every axis but 1 (N and L)" in v.message, v.message
