@@ -783,8 +783,7 @@ def judge_temperature(data, seed):
                 raise Fail(f"{label}: got T = {v}. " + _T_OVERFLOW)
             raise Fail(f"{label}: got T = {v}; return a finite positive number.")
         if v <= 0:
-            if _nll(zd, yn, math.exp(-v)) - best <= NLL_TOL or \
-                    (v > -50 and _nll(zd, yn, math.exp(-v)) - best <= NLL_TOL):
+            if v > -50 and _nll(zd, yn, math.exp(-v)) - best <= NLL_TOL:   # v is log T
                 raise Fail(f"{label}: got {v:.6g}: this is log T. You optimised log T (a good "
                            "idea: it keeps T positive) but returned it instead of T itself.")
             raise Fail(f"{label}: got T = {v:.6g}, but a temperature must be > 0 (a negative T "
