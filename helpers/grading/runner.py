@@ -532,9 +532,13 @@ def run_job(job: _Job, opts: Options, level: str, stage_root: Path, slot_uid,
 def _hide_targets(opts: Options, submissions) -> tuple[list[Path], list[Path]]:
     """Folders and files a sandboxed kernel must not see."""
     dirs = {opts.solutions.resolve(), opts.out.resolve(), Path.home().resolve()}
-    root = course.ROOT.resolve()
-    if (root / "helpers").is_dir() and ((root / "pyproject.toml").exists() or (root / ".git").exists()):
-        dirs.add(root)
+    roots = {course.ROOT.resolve()}
+    k = sandbox.kernel_helpers_dir()  # an editable install may point at another clone
+    if k is not None:
+        roots.add(k.parent)
+    for root in roots:
+        if (root / "helpers").is_dir() and ((root / "pyproject.toml").exists() or (root / ".git").exists()):
+            dirs.add(root)
     files = set()
     for label, path in submissions:
         rp = Path(os.path.realpath(path))

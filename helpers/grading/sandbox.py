@@ -92,6 +92,9 @@ def _needed_paths() -> list[Path]:
     for p in sys.path:
         if p and Path(p).is_dir() and ("site-packages" in p or "dist-packages" in p):
             paths.add(Path(p).resolve())
+    k = kernel_helpers_dir()
+    if k is not None:
+        paths.add(k)
     return sorted(paths)
 
 
