@@ -133,3 +133,38 @@ def digits(n_train: Optional[int] = None, val_fraction: float = 0.2, test_fracti
     if flat:
         x_train, x_val, x_test = (a.reshape(len(a), -1) for a in (x_train, x_val, x_test))
     return Split(x_train, y_train, x_val, y_val, x_test, y_test).to(device)
+
+
+# ---------------------------------------------------------------- lesson 06: augmentations
+# Used by lesson 06's experiment. Their contracts differ on purpose from the lesson's exercises
+# (the generator comes second, mixup returns soft targets): the learner writes those.
+
+def random_flip(x: torch.Tensor, generator: Optional[torch.Generator], p: float = 0.5) -> torch.Tensor:
+    """Mirror each image of ``x`` ``(N, C, H, W)`` left-right with probability ``p``."""
+    coin = torch.rand(x.shape[0], 1, 1, 1, generator=generator, device=x.device)
+    return torch.where(coin < p, x.flip(3), x)
+
+
+def mixup_soft(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int,
+               generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup with soft targets: ``(x_mixed, targets)``, targets ``(N, num_classes)`` rows that
+    sum to 1 (both weights land on one class when the two labels agree)."""
+    g = torch.distributions.Gamma(float(alpha), 1.0).sample((2,))     # Beta via two Gammas
+    lam = float(g[0] / g.sum())
+    order = torch.argsort(torch.rand(len(x), generator=generator, device=x.device))
+    targets = torch.zeros(len(y), num_classes, device=x.device)
+    targets.index_put_((torch.arange(len(y), device=x.device), y), torch.tensor(lam, device=x.device), accumulate=True)
+    targets.index_put_((torch.arange(len(y), device=x.device), y[order]),
+                       torch.tensor(1 - lam, device=x.device), accumulate=True)
+    return torch.lerp(x[order], x, lam), targets
+
+
+def mixup_batch_loss(alpha: float, num_classes: int):
+    """A ``batch_loss(model, x, y, loss_fn)`` hook for :func:`helpers.training.train`: each
+    mini-batch is mixed (:func:`mixup_soft`) and scored by cross-entropy on the soft targets."""
+    import torch.nn.functional as F
+
+    def batch_loss(model, x, y, loss_fn):
+        xm, t = mixup_soft(x, y, alpha, num_classes)
+        return F.cross_entropy(model(xm), t)
+    return batch_loss
