@@ -847,7 +847,20 @@ def test_mc_check_holds_at_200_seeds():
 
 
 def test_hints_never_give_the_reference_expression():
-    assert HINTS, "run after the other tests of this module"
+    """The mistakes' hints, produced here (order-independent) at two seeds, never contain the
+    reference expressions (and neither did any hint the other tests saw)."""
+    cases = [("ex3.1", f) for f in (_no_rescale, _keep_prob, _keep_prob_scale, _active_in_eval,
+                                    _scale_in_eval, _times_keep, _scale_outside_mask, _per_sample)]
+    cases += [("ex3.2", f) for f in (lambda g, m: g * (m != 0), lambda g, m: g.clone(),
+                                     lambda g, m: g / m)]
+    cases += [("ex3.3", c) for c in (IgnoresTraining, ScalesInEval, OwnFlagEvalOverride,
+                                     NoRescaleModule, KeepProbModule, NumpyFloat64Mask)]
+    cases += [("ex3.5", f) for f in (_mn_columns, _mn_all_rows, _mn_copy, _mn_whole_matrix,
+                                     _mn_clamp, _mn_no_grad_missing)]
+    for seed in (3, 12345):
+        for ex, fn in cases:
+            v = verdict(ex, fn, seed)
+            assert not v.passed, (ex, fn, v.text())
     for h in HINTS:
         for phrase in REFERENCE_PHRASES:
             assert phrase not in h, (phrase, h)
