@@ -51,8 +51,16 @@ def ridge_dual_torch(X, y, lam):
     return torch.linalg.lstsq(Xt, yt.unsqueeze(1)).solution.squeeze(1)
 
 
+def ridge_float32(X, y, lam):
+    # computed in float32 (a learner who casts): judged at float32 precision
+    Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    if lam > 0:
+        return torch.linalg.solve(Xt.T @ Xt + lam * torch.eye(X.shape[1]), Xt.T @ yt).numpy()
+    return torch.linalg.lstsq(Xt, yt[:, None]).solution[:, 0].numpy()
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("fn", [ridge_solve, ridge_augmented, ridge_svd, ridge_dual_torch])
+@pytest.mark.parametrize("fn", [ridge_solve, ridge_augmented, ridge_svd, ridge_dual_torch, ridge_float32])
 def test_ex21_correct(fn, seed):
     assert verdict("ex2.1", fn, seed).passed
 
