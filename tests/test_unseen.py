@@ -138,6 +138,9 @@ def test_hard_coded_lesson01_passes_self_check_fails_grading(tmp_path):
         exec(sources[ex.id], replay_ns)  # noqa: S102
         v, _ = core.run(ex.id, replay_ns[ex.name], seed=core.PUBLISHED_SEED)
         assert v.passed, f"the replaying {ex.id} fails its self-check: {v.message}"
+    # and one that also tells the kernel to probe with the published seed: no help
+    first = exs[0].id
+    sources[first] = 'import os\nos.environ["COURSE_CASE_SEED"] = "0"\n' + sources[first]
     sub = tmp_path / "01_overfitting.ipynb"
     sub.write_bytes(dumps(fill(learner_copy("01"), sources)))
     published = _grade(sub, tmp_path / "o0", seed=core.PUBLISHED_SEED)
@@ -146,3 +149,4 @@ def test_hard_coded_lesson01_passes_self_check_fails_grading(tmp_path):
     assert {e: unseen[e]["status"] for e in sources} == {e: "failed" for e in sources}
     feedback = "".join(p.read_text() for p in (tmp_path / "o1" / "feedback").glob("*.md"))
     assert "424242" not in feedback  # the seed is in the gradebook only
+    assert "changed the case seed" in feedback

@@ -281,6 +281,9 @@ def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) ->
         for text, record in recs:
             # the grader's own seed: the record's "seed" is the kernel's word, never trusted
             v = run_judge(ex, record, opts.case_seed())
+            if isinstance(record, dict) and "seed" in record and record["seed"] != opts.case_seed():
+                notes.append("the check probed other inputs than the grader's (code in the "
+                             "notebook changed the case seed); the grader's inputs decide")
             verdicts.append(v)
             if isinstance(text, str) and text.strip() != v.text().strip():
                 notes.append("the printed verdict does not match the check record: the output "
