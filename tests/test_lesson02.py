@@ -529,6 +529,13 @@ def test_ex27_float_cast_is_told_dtype():
     assert_fails("ex2.7", cast, "is float32, the input float64")
 
 
+def test_elementwise_float_cast_is_told_dtype():
+    assert_fails("ex2.4", lambda w, lam: lam * torch.sign(w.float()), "is float32, the input float64")
+    assert_fails("ex2.5", lambda w, t: (torch.sign(w) * torch.clamp(w.abs() - t, min=0.0)).float(),
+                 "is float32, the input float64")
+    assert_fails("ex2.4", lambda w, lam: lam * np.sign(w.numpy()), "return a torch tensor")
+
+
 def test_float32_penalties_pass():
     """ex2.2/ex2.3 are float-valued: a penalty computed in float32 (the model's dtype) passes,
     and so does one computed in float64."""

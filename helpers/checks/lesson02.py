@@ -361,7 +361,7 @@ def judge_subgrad(data, seed):
     for (label, w, dt, lam), got in zip(_subgrad_cases(seed), data, strict=True):
         w = w.astype(np.float32).astype(np.float64) if dt == "float32" else w
         ref = lam * np.sign(w)
-        a = as_array(got["result"], "l1_subgradient(w, lam)")
+        a = expect_array(got["result"], "l1_subgradient(w, lam)", dtype=dt, kind="torch")
         if a.shape != ref.shape:
             raise Fail(f"{label}: got shape {a.shape}, expected the shape of w, {ref.shape}.")
         if got["input_changed"]:
@@ -420,7 +420,7 @@ def judge_soft(data, seed):
     for (label, w, dt, t), got in zip(_soft_cases(seed), data, strict=True):
         w = w.astype(np.float32).astype(np.float64) if dt == "float32" else w
         ref = np.sign(w) * np.maximum(np.abs(w) - t, 0.0)
-        a = as_array(got["result"], "soft_threshold(w, t)")
+        a = expect_array(got["result"], "soft_threshold(w, t)", dtype=dt, kind="torch")
         if a.shape != ref.shape:
             raise Fail(f"{label}: got shape {a.shape}, expected the shape of w, {ref.shape}.")
         if got["input_changed"]:
