@@ -44,7 +44,7 @@ import zlib
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: F401 - kept for learners reading this module
+from scipy.special import betainc
 
 from helpers.checks.core import (Fail, Raised, Value, _learner_frame, as_array, as_float,
                                  capture, case_rng, close, decode, encode, exercise,
@@ -504,8 +504,6 @@ def _beta_fail(lams: np.ndarray, alpha: float, uniform: bool = False, what: str 
 
     ``uniform``: the draws for every alpha of the check look uniform (alpha ignored).
     """
-    from scipy.special import betainc
-
     n = len(lams)
     what = f"{what} over {n} calls with alpha = {alpha}"
     if np.any((lams < 0) | (lams > 1)):
