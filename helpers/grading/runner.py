@@ -577,7 +577,8 @@ def grade(paths, opts: Options) -> list[Result]:
         raise UsageError("--isolation namespaces: this machine cannot run Linux namespaces "
                          "(needs unshare with mount/net/pid namespaces)")
     if level == sandbox.LEVEL_PROCESS:
-        print("grade: isolation: process only (no Linux namespaces here): submissions run in "
+        why = "as asked" if opts.isolation == "process" else "no bubblewrap or Linux namespaces here"
+        print(f"grade: isolation: process only ({why}): submissions run in "
               "separate processes with limits, but can read and write what this user can",
               file=sys.stderr)
     opts.out.mkdir(parents=True, exist_ok=True)
