@@ -49,7 +49,9 @@ apt-get install -y -q bubblewrap || echo "bubblewrap not available: the grader f
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q --upgrade pip
 # torch's CPU build: Gradescope's machines have no GPU
-/autograder/venv/bin/pip install -q "torch=={torch}" --index-url https://download.pytorch.org/whl/cpu
+# (the version the course was tested with; the newest CPU build if the image's Python has none)
+/autograder/venv/bin/pip install -q "torch=={torch}" --index-url https://download.pytorch.org/whl/cpu \
+  || /autograder/venv/bin/pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 # the course package (helpers) at commit {commit}, not editable: the reference solutions in
 # /autograder/source/course/solutions are not part of the installed package
 /autograder/venv/bin/pip install -q /autograder/source/course
