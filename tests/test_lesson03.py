@@ -830,6 +830,7 @@ def test_hard_coded_answers_fail_at_another_seed():
     assert not verdict("ex3.2", replay, 1).passed
 
 
+@pytest.mark.slow
 def test_statistical_checks_hold_at_200_seeds():
     """The reference passes ex3.1 and ex3.3 at 200 seeds (their false-failure rates are stated
     in the judges' docstrings, below 1e-6)."""
@@ -839,6 +840,7 @@ def test_statistical_checks_hold_at_200_seeds():
             assert v.passed, (ex, seed, v.text())
 
 
+@pytest.mark.slow
 def test_mc_check_holds_at_200_seeds():
     """The MC-dropout judge (Bernstein bounds) passes a correct answer at 200 seeds."""
     for seed in range(1000, 1200):
