@@ -150,3 +150,42 @@ def test_check_prints_verdict_outside_a_kernel(capsys):
 def test_unknown_exercise():
     with pytest.raises(KeyError):
         core.get("ex9.9")
+
+
+_FAKE_LESSON = r'''
+import importlib.abc, importlib.util, pathlib, sys, tempfile
+import helpers.course as course
+course.LESSONS["98"] = ("98_broken", "a lesson whose checks module raises")
+course.LESSONS["99"] = ("99_missing", "a lesson without a checks module")
+drop = sys.argv[1]
+course.LESSONS.pop(drop)
+src = pathlib.Path(tempfile.mkdtemp()) / "lesson98.py"
+src.write_text("raise RuntimeError('lesson 98 is broken')\n")
+
+class Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "helpers.checks.lesson98":
+            return importlib.util.spec_from_file_location(name, src)
+
+sys.meta_path.insert(0, Finder())
+import helpers.checks
+'''
+
+
+@pytest.mark.parametrize("drop, error", [("98", "No module named 'helpers.checks.lesson99'"),
+                                         ("99", "RuntimeError: lesson 98 is broken")])
+def test_registry_fails_loudly_on_a_missing_or_broken_lesson_module(drop, error):
+    """``import helpers.checks`` imports the checks module of every lesson of course.LESSONS."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FAKE_LESSON, drop], capture_output=True, text=True)
+    assert proc.returncode != 0 and error in proc.stderr, proc.stderr[-1500:]
+
+
+def test_registry_holds_every_lesson():
+    from helpers import checks, course
+
+    assert list(checks.LESSON_MODULES) == list(course.LESSONS)
+    for lesson in course.LESSONS:
+        assert checks.lesson_exercises(lesson)
