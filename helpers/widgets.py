@@ -10,18 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-
-def ridge_polynomial(x: np.ndarray, y: np.ndarray, degree: int, lam: float) -> np.ndarray:
-    """Coefficients ``c`` (lowest power first) minimising ``||V c - y||^2 + lam * ||c||^2``.
-
-    ``V`` is the ``(n, degree+1)`` Vandermonde matrix (column j is ``x**j``). Solved as the
-    least-squares problem ``[V; sqrt(lam) I] c = [y; 0]``, which stays stable when
-    ``lam`` is tiny and the system is underdetermined.
-    """
-    V = np.vander(x, degree + 1, increasing=True)
-    A = np.vstack([V, np.sqrt(lam) * np.eye(degree + 1)])
-    b = np.concatenate([y, np.zeros(degree + 1)])
-    return np.linalg.lstsq(A, b, rcond=None)[0]
+# ---------------------------------------------------------------- the base class, shared by every explorer
 
 
 class Explorer:
@@ -81,7 +70,34 @@ class Explorer:
         return bundle
 
 
-class PolynomialExplorer(Explorer):
+class LogLambda:
+    """For an explorer with a ``log10_lambda`` slider: ``lam``, the penalty strength it sets
+    (``10**value``; the slider's minimum stands for lambda = 0)."""
+
+    @property
+    def lam(self) -> float:
+        """The penalty strength; the slider's minimum stands for lambda = 0."""
+        v = self.log10_lambda.value
+        return 0.0 if v <= self.log10_lambda.min else 10.0 ** v
+
+
+# ---------------------------------------------------------------- lesson 01: overfitting
+
+
+def ridge_polynomial(x: np.ndarray, y: np.ndarray, degree: int, lam: float) -> np.ndarray:
+    """Coefficients ``c`` (lowest power first) minimising ``||V c - y||^2 + lam * ||c||^2``.
+
+    ``V`` is the ``(n, degree+1)`` Vandermonde matrix (column j is ``x**j``). Solved as the
+    least-squares problem ``[V; sqrt(lam) I] c = [y; 0]``, which stays stable when
+    ``lam`` is tiny and the system is underdetermined.
+    """
+    V = np.vander(x, degree + 1, increasing=True)
+    A = np.vstack([V, np.sqrt(lam) * np.eye(degree + 1)])
+    b = np.concatenate([y, np.zeros(degree + 1)])
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+class PolynomialExplorer(LogLambda, Explorer):
     """Degree and lambda sliders over the noisy-sine data, with live train/test MSE.
 
     ``degree``: IntSlider; ``log10_lambda``: FloatSlider (lambda = 10**value, the leftmost
@@ -99,12 +115,6 @@ class PolynomialExplorer(Explorer):
                                           description="log10 λ", continuous_update=False)
         self._assemble([w.HBox([self.degree, self.log10_lambda])],
                        [self.degree, self.log10_lambda])
-
-    @property
-    def lam(self) -> float:
-        """The penalty strength; the slider's minimum stands for lambda = 0."""
-        v = self.log10_lambda.value
-        return 0.0 if v <= self.log10_lambda.min else 10.0 ** v
 
     def update(self) -> None:
         c = self.curve
@@ -128,7 +138,7 @@ def polynomial_explorer(curve, **kwargs) -> PolynomialExplorer:
     return PolynomialExplorer(curve, **kwargs)
 
 
-# ---------------------------------------------------------------- lesson 02 (weight decay)
+# ---------------------------------------------------------------- lesson 02: weight decay
 
 
 def elastic_net_logistic(x, y, l1: float = 0.0, l2: float = 0.0, lr: float = 0.5,
@@ -156,7 +166,7 @@ def elastic_net_logistic(x, y, l1: float = 0.0, l2: float = 0.0, lr: float = 0.5
     return w, b
 
 
-class PenaltyExplorer(Explorer):
+class PenaltyExplorer(LogLambda, Explorer):
     """L1 / L2 / elastic-net logistic regression on the 20-feature task, with live weights.
 
     ``log10_lambda``: FloatSlider (the penalty strength is ``lam = 10**value``; the leftmost
@@ -176,12 +186,6 @@ class PenaltyExplorer(Explorer):
                                       description="L1 share", continuous_update=False)
         self._assemble([w.HBox([self.log10_lambda, self.l1_ratio])],
                        [self.log10_lambda, self.l1_ratio])
-
-    @property
-    def lam(self) -> float:
-        """The penalty strength; the slider's minimum stands for lambda = 0."""
-        v = self.log10_lambda.value
-        return 0.0 if v <= self.log10_lambda.min else 10.0 ** v
 
     def update(self) -> None:
         s, r = self.split, float(self.l1_ratio.value)
@@ -209,7 +213,109 @@ class PenaltyExplorer(Explorer):
         self._show(fig)
 
 
-# ---------------------------------------------------------------- lesson 04: running statistics
+# ---------------------------------------------------------------- lesson 03: dropout
+
+
+class DropoutExplorer(Explorer):
+    """Inverted dropout on one 8x8 image, read as a layer of 64 activations ``x``.
+
+    Controls: ``p`` (FloatSlider, the drop probability), ``draw`` (IntSlider: which random
+    mask) and ``mode`` (ToggleButtons: ``"train"``, ``"eval"``, and the misconception
+    ``"eval, scaled by (1-p): wrong"``). In training mode the output is ``out = x * mask``
+    with ``mask = keep / (1 - p)``, ``keep ~ Bernoulli(1 - p)`` per pixel; in eval mode
+    ``out = x``; the wrong mode returns ``(1 - p) * x``. Numbers, recomputed by ``update()``:
+
+    - ``scale``: ``1 / (1 - p)`` in training mode, else 1 (or ``1 - p`` in the wrong mode);
+    - ``dropped_fraction``: the fraction of the 64 pixels set to zero by this draw;
+    - ``output_ratio``: ``sum(out) / sum(x)`` for this draw;
+    - ``average_ratio``: the same ratio for the output averaged over ``n_draws`` masks
+      (about 1 in training mode: the expected output is ``x``);
+    - ``noise``: the standard deviation of ``out_i / x_i`` over the draws, averaged over
+      nonzero pixels (``sqrt(p / (1 - p))`` in training mode, 0 otherwise).
+
+    ``image`` (the input, NumPy ``(8, 8)``), ``mask`` and ``output`` hold the arrays drawn.
+    """
+
+    MODES = ("train", "eval", "eval, scaled by (1-p): wrong")
+
+    def __init__(self, image, p: float = 0.3, n_draws: int = 2000, seed: int = 0):
+        import ipywidgets as w
+
+        if hasattr(image, "detach"):
+            image = image.detach().cpu().numpy()
+        self.image = np.asarray(image, dtype=np.float64).reshape(8, 8)
+        self.n_draws, self.seed = n_draws, seed
+        self.p = w.FloatSlider(value=p, min=0.0, max=0.9, step=0.05, description="p (drop)",
+                               continuous_update=False)
+        self.draw = w.IntSlider(value=0, min=0, max=20, description="draw", continuous_update=False)
+        self.mode = w.ToggleButtons(options=list(self.MODES), value="train", description="mode")
+        self._assemble([w.HBox([self.p, self.draw]), self.mode],
+                       [self.p, self.draw, self.mode])
+
+    def _masks(self, p: float, n: int, seed) -> np.ndarray:
+        keep = np.random.default_rng(seed).random((n, 64)) >= p
+        return keep / (1.0 - p)
+
+    def update(self) -> None:
+        p, x = float(self.p.value), self.image
+        mode = self.mode.value
+        if mode == "train":
+            self.scale = 1.0 / (1.0 - p)
+            self.mask = self._masks(p, 1, [self.seed, self.draw.value])[0].reshape(8, 8)
+            many = self._masks(p, self.n_draws, [self.seed, 10_000]) * x.reshape(1, 64)
+            self.average = many.mean(0).reshape(8, 8)
+            nz = x.reshape(-1) != 0
+            self.noise = float(np.mean(np.std(many[:, nz] / x.reshape(-1)[nz], axis=0)))
+        else:
+            self.scale = 1.0 if mode == "eval" else 1.0 - p
+            self.mask = np.full((8, 8), self.scale)
+            self.average = x * self.scale
+            self.noise = 0.0
+        self.output = x * self.mask
+        self.dropped_fraction = float(np.mean((self.mask == 0)))
+        total = x.sum()
+        self.output_ratio = float(self.output.sum() / total)
+        self.average_ratio = float(self.average.sum() / total)
+        if mode == "train":
+            text = (f"<b>training, p = {p:.2f}</b>: dropped <span class='dropped'>"
+                    f"{self.dropped_fraction:.0%}</span> of 64 units, kept ones multiplied by "
+                    f"1/(1-p) = <span class='scale'>{self.scale:.3f}</span>; sum(out)/sum(x): "
+                    f"this draw <span class='ratio'>{self.output_ratio:.3f}</span>, averaged over "
+                    f"{self.n_draws} draws <span class='avg-ratio'>{self.average_ratio:.3f}</span>; "
+                    f"noise per unit std(out/x) = <span class='noise'>{self.noise:.3f}</span> "
+                    f"(sqrt(p/(1-p)) = {np.sqrt(p / (1 - p)):.3f})")
+        elif mode == "eval":
+            text = (f"<b>eval</b>: out = x (ratio <span class='ratio'>{self.output_ratio:.3f}</span>),"
+                    " the same as the average training output: nothing to rescale")
+        else:
+            text = (f"<b>wrong</b>: out = (1-p) x, ratio <span class='ratio'>{self.output_ratio:.3f}"
+                    "</span>. The training outputs averaged to x (ratio 1), so the next layer now "
+                    f"sees inputs {p:.0%} smaller than in training: scaling at inference belongs to "
+                    "the old non-inverted dropout, never on top of the inverted one")
+        self.numbers.value = text
+        fig, axes = plt.subplots(1, 4, figsize=(11, 3))
+        top = 1.0 / (1.0 - p)  # the largest multiplier at this p: one scale for every mode
+        vmax = (float(np.max(np.abs(x))) or 1.0) * top
+        mask_title = {"train": f"mask: 0 or 1/(1-p) = {top:.2f}",
+                      "eval": "multiplier: 1 everywhere"}.get(mode, f"multiplier: 1-p = {1 - p:.2f} everywhere")
+        panels = [("input x", x, vmax), (mask_title, self.mask, top),
+                  ("output x * mask" if mode == "train" else "output", self.output, vmax),
+                  (f"output averaged over {self.n_draws} draws" if mode == "train"
+                   else "output (deterministic)", self.average, vmax)]
+        for ax, (title, a, vm) in zip(axes, panels):
+            ax.imshow(a, cmap="gray_r", vmin=0, vmax=vm)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("pixel column")
+            ax.set_ylabel("pixel row")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"Dropout on a layer of 64 activations, p = {p:.2f}, mode: {mode} "
+                     "(one gray scale for x and the outputs)")
+        fig.subplots_adjust(left=0.03, right=0.99, bottom=0.08, top=0.8, wspace=0.25)
+        self._show(fig)
+
+
+# ---------------------------------------------------------------- lesson 04: batch norm
 
 
 def simulate_running_stats(momentum, batch_size: int, n_steps: int = 200, shift_at: int = 100,
@@ -320,86 +426,6 @@ class RunningStatsExplorer(Explorer):
         self._show(fig)
 
 
-# ---------------------------------------------------------------- lesson 06: mixup
-
-
-class MixupExplorer(Explorer):
-    """An alpha slider and a draw slider over a set of images: mixup, one draw at a time.
-
-    ``alpha``: FloatLogSlider (0.05 to 10); ``seed``: IntSlider choosing the draw. Each update
-    draws, from ``numpy.random.default_rng(seed)``, a pair of examples ``(i, j)`` with
-    different labels and then ``lam ~ Beta(alpha, alpha)``, and sets
-
-    - ``mean``, ``variance``: of Beta(alpha, alpha), ``0.5`` and ``1 / (4 (2 alpha + 1))``;
-    - ``p_extreme``: ``P(lam < 0.1 or lam > 0.9)``, how often one example nearly hides the other;
-    - ``lam``, ``pair``, ``mixed = lam * images[i] + (1 - lam) * images[j]`` (shape ``(C, H, W)``)
-      and ``target = lam * one_hot(labels[i]) + (1 - lam) * one_hot(labels[j])`` (NumPy ``(K,)``).
-
-    ``numbers`` (HTML) shows them; ``plot`` (Output) draws the density with the drawn lam and
-    the two images with their mix. ``images``: ``(N, C, H, W)`` tensor; ``labels``: ``(N,)``.
-    """
-
-    def __init__(self, images, labels, alpha: float = 0.4, seed: int = 0, num_classes: int = 10):
-        import ipywidgets as w
-
-        self.images = images.detach().cpu()
-        self.labels = labels.detach().cpu()
-        self.num_classes = num_classes
-        self.alpha = w.FloatLogSlider(value=alpha, base=10, min=-1.3, max=1.0, step=0.05,
-                                      description="α", continuous_update=False)
-        self.seed = w.IntSlider(value=seed, min=0, max=50, description="draw",
-                                continuous_update=False)
-        self._assemble([w.HBox([self.alpha, self.seed])],
-                       [self.alpha, self.seed])
-
-    def update(self) -> None:
-        from scipy.special import betainc
-
-        a = float(self.alpha.value)
-        self.mean = 0.5
-        self.variance = 1.0 / (4.0 * (2.0 * a + 1.0))
-        self.p_extreme = float(betainc(a, a, 0.1) + 1.0 - betainc(a, a, 0.9))
-        rng = np.random.default_rng(self.seed.value)
-        labels = self.labels.numpy()
-        i = int(rng.integers(len(labels)))
-        others = np.flatnonzero(labels != labels[i])
-        j = int(rng.choice(others)) if len(others) else int(rng.integers(len(labels)))
-        self.pair = (i, j)
-        self.lam = float(rng.beta(a, a))
-        self.mixed = self.lam * self.images[i] + (1 - self.lam) * self.images[j]
-        eye = np.eye(self.num_classes)
-        self.target = self.lam * eye[labels[i]] + (1 - self.lam) * eye[labels[j]]
-        yi, yj = int(labels[i]), int(labels[j])
-        self.numbers.value = (
-            f"<b>α = {a:.3g}</b>: Beta(α, α) has mean 0.5 and variance "
-            f"<span class='variance'>{self.variance:.4f}</span>; "
-            f"P(λ &lt; 0.1 or λ &gt; 0.9) = <span class='p-extreme'>{self.p_extreme:.3f}</span>. "
-            f"This draw: λ = <span class='lam'>{self.lam:.3f}</span>, target = "
-            f"{self.lam:.2f} × '{yi}' + {1 - self.lam:.2f} × '{yj}'")
-        from helpers.plots import beta_pdf
-
-        fig, axes = plt.subplots(1, 4, figsize=(11, 2.8),
-                                 gridspec_kw={"width_ratios": [2.2, 1, 1, 1]})
-        grid = np.linspace(0.001, 0.999, 400)
-        axes[0].plot(grid, beta_pdf(grid, a, a))
-        axes[0].axvline(self.lam, color="crimson", ls="--", label=f"λ = {self.lam:.3f}")
-        axes[0].set_ylim(0, 4)
-        axes[0].set_xlabel("λ")
-        axes[0].set_ylabel("density")
-        axes[0].set_title(f"Beta({a:.3g}, {a:.3g})")
-        axes[0].legend(fontsize=8)
-        shown = [(self.images[i], f"x_i: a '{yi}'"), (self.images[j], f"x_j: a '{yj}'"),
-                 (self.mixed, f"{self.lam:.2f}·x_i + {1 - self.lam:.2f}·x_j")]
-        for ax, (img, t) in zip(axes[1:], shown):
-            ax.imshow(img[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
-            ax.set_title(t, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.tight_layout()
-
-        self._show(fig)
-
-
 # ---------------------------------------------------------------- lesson 05: label smoothing
 
 
@@ -493,7 +519,87 @@ class LabelSmoothingExplorer(Explorer):
         return fig
 
 
-# ---------------------------------------------------------------- lesson 07 (early stopping)
+# ---------------------------------------------------------------- lesson 06: mixup
+
+
+class MixupExplorer(Explorer):
+    """An alpha slider and a draw slider over a set of images: mixup, one draw at a time.
+
+    ``alpha``: FloatLogSlider (0.05 to 10); ``seed``: IntSlider choosing the draw. Each update
+    draws, from ``numpy.random.default_rng(seed)``, a pair of examples ``(i, j)`` with
+    different labels and then ``lam ~ Beta(alpha, alpha)``, and sets
+
+    - ``mean``, ``variance``: of Beta(alpha, alpha), ``0.5`` and ``1 / (4 (2 alpha + 1))``;
+    - ``p_extreme``: ``P(lam < 0.1 or lam > 0.9)``, how often one example nearly hides the other;
+    - ``lam``, ``pair``, ``mixed = lam * images[i] + (1 - lam) * images[j]`` (shape ``(C, H, W)``)
+      and ``target = lam * one_hot(labels[i]) + (1 - lam) * one_hot(labels[j])`` (NumPy ``(K,)``).
+
+    ``numbers`` (HTML) shows them; ``plot`` (Output) draws the density with the drawn lam and
+    the two images with their mix. ``images``: ``(N, C, H, W)`` tensor; ``labels``: ``(N,)``.
+    """
+
+    def __init__(self, images, labels, alpha: float = 0.4, seed: int = 0, num_classes: int = 10):
+        import ipywidgets as w
+
+        self.images = images.detach().cpu()
+        self.labels = labels.detach().cpu()
+        self.num_classes = num_classes
+        self.alpha = w.FloatLogSlider(value=alpha, base=10, min=-1.3, max=1.0, step=0.05,
+                                      description="α", continuous_update=False)
+        self.seed = w.IntSlider(value=seed, min=0, max=50, description="draw",
+                                continuous_update=False)
+        self._assemble([w.HBox([self.alpha, self.seed])],
+                       [self.alpha, self.seed])
+
+    def update(self) -> None:
+        from scipy.special import betainc
+
+        a = float(self.alpha.value)
+        self.mean = 0.5
+        self.variance = 1.0 / (4.0 * (2.0 * a + 1.0))
+        self.p_extreme = float(betainc(a, a, 0.1) + 1.0 - betainc(a, a, 0.9))
+        rng = np.random.default_rng(self.seed.value)
+        labels = self.labels.numpy()
+        i = int(rng.integers(len(labels)))
+        others = np.flatnonzero(labels != labels[i])
+        j = int(rng.choice(others)) if len(others) else int(rng.integers(len(labels)))
+        self.pair = (i, j)
+        self.lam = float(rng.beta(a, a))
+        self.mixed = self.lam * self.images[i] + (1 - self.lam) * self.images[j]
+        eye = np.eye(self.num_classes)
+        self.target = self.lam * eye[labels[i]] + (1 - self.lam) * eye[labels[j]]
+        yi, yj = int(labels[i]), int(labels[j])
+        self.numbers.value = (
+            f"<b>α = {a:.3g}</b>: Beta(α, α) has mean 0.5 and variance "
+            f"<span class='variance'>{self.variance:.4f}</span>; "
+            f"P(λ &lt; 0.1 or λ &gt; 0.9) = <span class='p-extreme'>{self.p_extreme:.3f}</span>. "
+            f"This draw: λ = <span class='lam'>{self.lam:.3f}</span>, target = "
+            f"{self.lam:.2f} × '{yi}' + {1 - self.lam:.2f} × '{yj}'")
+        from helpers.plots import beta_pdf
+
+        fig, axes = plt.subplots(1, 4, figsize=(11, 2.8),
+                                 gridspec_kw={"width_ratios": [2.2, 1, 1, 1]})
+        grid = np.linspace(0.001, 0.999, 400)
+        axes[0].plot(grid, beta_pdf(grid, a, a))
+        axes[0].axvline(self.lam, color="crimson", ls="--", label=f"λ = {self.lam:.3f}")
+        axes[0].set_ylim(0, 4)
+        axes[0].set_xlabel("λ")
+        axes[0].set_ylabel("density")
+        axes[0].set_title(f"Beta({a:.3g}, {a:.3g})")
+        axes[0].legend(fontsize=8)
+        shown = [(self.images[i], f"x_i: a '{yi}'"), (self.images[j], f"x_j: a '{yj}'"),
+                 (self.mixed, f"{self.lam:.2f}·x_i + {1 - self.lam:.2f}·x_j")]
+        for ax, (img, t) in zip(axes[1:], shown):
+            ax.imshow(img[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(t, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+
+        self._show(fig)
+
+
+# ---------------------------------------------------------------- lesson 07: early stopping
 
 
 def early_stopping_point(val_losses, patience: int, min_delta: float = 0.0,
@@ -616,105 +722,3 @@ class EarlyStoppingExplorer(Explorer):
                      f"{self.min_delta.value:.3f}, a check every {self.check_every.value} epoch(s)")
         ax.legend(fontsize=8)
         return ax
-
-
-# ---------------------------------------------------------------- lesson 03: dropout
-
-
-class DropoutExplorer(Explorer):
-    """Inverted dropout on one 8x8 image, read as a layer of 64 activations ``x``.
-
-    Controls: ``p`` (FloatSlider, the drop probability), ``draw`` (IntSlider: which random
-    mask) and ``mode`` (ToggleButtons: ``"train"``, ``"eval"``, and the misconception
-    ``"eval, scaled by (1-p): wrong"``). In training mode the output is ``out = x * mask``
-    with ``mask = keep / (1 - p)``, ``keep ~ Bernoulli(1 - p)`` per pixel; in eval mode
-    ``out = x``; the wrong mode returns ``(1 - p) * x``. Numbers, recomputed by ``update()``:
-
-    - ``scale``: ``1 / (1 - p)`` in training mode, else 1 (or ``1 - p`` in the wrong mode);
-    - ``dropped_fraction``: the fraction of the 64 pixels set to zero by this draw;
-    - ``output_ratio``: ``sum(out) / sum(x)`` for this draw;
-    - ``average_ratio``: the same ratio for the output averaged over ``n_draws`` masks
-      (about 1 in training mode: the expected output is ``x``);
-    - ``noise``: the standard deviation of ``out_i / x_i`` over the draws, averaged over
-      nonzero pixels (``sqrt(p / (1 - p))`` in training mode, 0 otherwise).
-
-    ``image`` (the input, NumPy ``(8, 8)``), ``mask`` and ``output`` hold the arrays drawn.
-    """
-
-    MODES = ("train", "eval", "eval, scaled by (1-p): wrong")
-
-    def __init__(self, image, p: float = 0.3, n_draws: int = 2000, seed: int = 0):
-        import ipywidgets as w
-
-        if hasattr(image, "detach"):
-            image = image.detach().cpu().numpy()
-        self.image = np.asarray(image, dtype=np.float64).reshape(8, 8)
-        self.n_draws, self.seed = n_draws, seed
-        self.p = w.FloatSlider(value=p, min=0.0, max=0.9, step=0.05, description="p (drop)",
-                               continuous_update=False)
-        self.draw = w.IntSlider(value=0, min=0, max=20, description="draw", continuous_update=False)
-        self.mode = w.ToggleButtons(options=list(self.MODES), value="train", description="mode")
-        self._assemble([w.HBox([self.p, self.draw]), self.mode],
-                       [self.p, self.draw, self.mode])
-
-    def _masks(self, p: float, n: int, seed) -> np.ndarray:
-        keep = np.random.default_rng(seed).random((n, 64)) >= p
-        return keep / (1.0 - p)
-
-    def update(self) -> None:
-        p, x = float(self.p.value), self.image
-        mode = self.mode.value
-        if mode == "train":
-            self.scale = 1.0 / (1.0 - p)
-            self.mask = self._masks(p, 1, [self.seed, self.draw.value])[0].reshape(8, 8)
-            many = self._masks(p, self.n_draws, [self.seed, 10_000]) * x.reshape(1, 64)
-            self.average = many.mean(0).reshape(8, 8)
-            nz = x.reshape(-1) != 0
-            self.noise = float(np.mean(np.std(many[:, nz] / x.reshape(-1)[nz], axis=0)))
-        else:
-            self.scale = 1.0 if mode == "eval" else 1.0 - p
-            self.mask = np.full((8, 8), self.scale)
-            self.average = x * self.scale
-            self.noise = 0.0
-        self.output = x * self.mask
-        self.dropped_fraction = float(np.mean((self.mask == 0)))
-        total = x.sum()
-        self.output_ratio = float(self.output.sum() / total)
-        self.average_ratio = float(self.average.sum() / total)
-        if mode == "train":
-            text = (f"<b>training, p = {p:.2f}</b>: dropped <span class='dropped'>"
-                    f"{self.dropped_fraction:.0%}</span> of 64 units, kept ones multiplied by "
-                    f"1/(1-p) = <span class='scale'>{self.scale:.3f}</span>; sum(out)/sum(x): "
-                    f"this draw <span class='ratio'>{self.output_ratio:.3f}</span>, averaged over "
-                    f"{self.n_draws} draws <span class='avg-ratio'>{self.average_ratio:.3f}</span>; "
-                    f"noise per unit std(out/x) = <span class='noise'>{self.noise:.3f}</span> "
-                    f"(sqrt(p/(1-p)) = {np.sqrt(p / (1 - p)):.3f})")
-        elif mode == "eval":
-            text = (f"<b>eval</b>: out = x (ratio <span class='ratio'>{self.output_ratio:.3f}</span>),"
-                    " the same as the average training output: nothing to rescale")
-        else:
-            text = (f"<b>wrong</b>: out = (1-p) x, ratio <span class='ratio'>{self.output_ratio:.3f}"
-                    "</span>. The training outputs averaged to x (ratio 1), so the next layer now "
-                    f"sees inputs {p:.0%} smaller than in training: scaling at inference belongs to "
-                    "the old non-inverted dropout, never on top of the inverted one")
-        self.numbers.value = text
-        fig, axes = plt.subplots(1, 4, figsize=(11, 3))
-        top = 1.0 / (1.0 - p)  # the largest multiplier at this p: one scale for every mode
-        vmax = (float(np.max(np.abs(x))) or 1.0) * top
-        mask_title = {"train": f"mask: 0 or 1/(1-p) = {top:.2f}",
-                      "eval": "multiplier: 1 everywhere"}.get(mode, f"multiplier: 1-p = {1 - p:.2f} everywhere")
-        panels = [("input x", x, vmax), (mask_title, self.mask, top),
-                  ("output x * mask" if mode == "train" else "output", self.output, vmax),
-                  (f"output averaged over {self.n_draws} draws" if mode == "train"
-                   else "output (deterministic)", self.average, vmax)]
-        for ax, (title, a, vm) in zip(axes, panels):
-            ax.imshow(a, cmap="gray_r", vmin=0, vmax=vm)
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("pixel column")
-            ax.set_ylabel("pixel row")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.suptitle(f"Dropout on a layer of 64 activations, p = {p:.2f}, mode: {mode} "
-                     "(one gray scale for x and the outputs)")
-        fig.subplots_adjust(left=0.03, right=0.99, bottom=0.08, top=0.8, wspace=0.25)
-        self._show(fig)
