@@ -698,7 +698,14 @@ def stale_answer_note(name: str, answer: Any) -> str:
     segments = [ast.get_source_segment(code, node) or "" for node in tree.body
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                 and node.name == name]
-    if segments and all(seg.strip() != current.strip() for seg in segments):
+    def same(a: str, b: str) -> bool:  # comments and layout do not count
+        try:
+            return ast.dump(ast.parse(inspect.cleandoc("\n" + a) if a[:1].isspace() else a)) == \
+                ast.dump(ast.parse(b))
+        except SyntaxError:
+            return a.strip() == b.strip()
+
+    if segments and not any(same(current, seg) for seg in segments):
         return (f"your latest answer cell stopped with an error before it defined `{name}`; "
                 f"this verdict is about the version defined before it. Fix the error and run "
                 "the answer cell again.")
