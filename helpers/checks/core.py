@@ -70,16 +70,13 @@ def case_rng(seed: int, salt: int) -> np.random.Generator:
 def seed_all(seed: int):
     """Seed torch's global generator, NumPy's and Python's, and return a fresh ``torch.Generator``.
 
-    Probes of random exercises call this before every learner call, so an answer may draw
-    from the generator it is given, from torch's global one or from NumPy's. Judges never
-    depend on the values drawn, only on properties and statistics.
+    The same as :func:`helpers.device.seed_everything`. Probes of random exercises call this
+    before every learner call, so an answer may draw from the generator it is given, from
+    torch's global one or from NumPy's. Judges never depend on the values drawn.
     """
-    import torch
+    from helpers.device import seed_everything
 
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-    return torch.Generator().manual_seed(seed)
+    return seed_everything(seed)
 
 
 @dataclass
