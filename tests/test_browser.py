@@ -313,7 +313,7 @@ def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, arti
         # 4. The lesson's outputs as a learner reads them.
         lesson_text = "".join(c["text"] for c in cells[:first_exercise])
         for phrase in ("training MSE", "test MSE", "lowest test MSE", "parameters:",
-                       "validation accuracy", "validation accuracy per seed"):
+                       "validation accuracy", "dropout minus none"):
             assert phrase in lesson_text, f"{phrase!r} not printed before the exercises"
         missing_plots = [i for i in plot_cells if cells[i]["images"] < 1]
         assert not missing_plots, f"cells with plt.show() but no rendered image: {missing_plots}"
