@@ -352,14 +352,14 @@ def capture(fn: Callable, *args, **kwargs) -> Any:
             out = fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - any learner error becomes data
         return {"__raised__": f"{type(e).__name__}: {e}"[:500],
-                "__where__": _learner_frame(e)}
+                "__where__": learner_frame(e)}
     return encode(out)
 
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
 
-def _learner_frame(e: BaseException) -> str:
+def learner_frame(e: BaseException) -> str:
     """Where in the learner's code an exception happened (the innermost frame outside helpers/)."""
     for fr in reversed(traceback.extract_tb(e.__traceback__)):
         if not str(Path(fr.filename).resolve()).startswith(_PACKAGE_DIR):

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from scipy.special import betainc
 
-from helpers.checks.core import (Fail, Raised, Value, _learner_frame, as_array, as_float,
+from helpers.checks.core import (Fail, Raised, Value, learner_frame, as_array, as_float,
                                  capture, case_rng, close, decode, encode, exercise,
                                  learner_code, seed_all, unwrap)
 
@@ -759,7 +759,7 @@ def _call_compact(fn, *args) -> dict:
         with learner_code():
             out = fn(*args)
     except Exception as e:  # noqa: BLE001 - any learner error becomes data
-        return {"out": {"__raised__": f"{type(e).__name__}: {e}"[:500], "__where__": _learner_frame(e)}}
+        return {"out": {"__raised__": f"{type(e).__name__}: {e}"[:500], "__where__": learner_frame(e)}}
     if isinstance(out, tuple) and len(out) == 4 and isinstance(out[0], torch.Tensor) \
             and out[0].dtype.is_floating_point:
         t = out[0].detach().cpu()
