@@ -113,6 +113,71 @@ def test_subclassing_a_forbidden_module_is_flagged():
         core.REGISTRY.pop(ex.id, None)
 
 
+def test_refused_calls_are_seen_through_aliases_and_wrappers():
+    """Calls are recognised by what is called, not by the name used: an alias bound before the
+    probe started, a built-in kept in a variable, and a library module kept inside the answer."""
+    from torch.nn.functional import dropout as bound_early
+    kept = torch.dropout
+
+    def probe(cls, seed):
+        return {"out": core.capture(lambda: cls(0.3).train()(torch.ones(2, 3)))}
+
+    ex = core.exercise("ex99.4", "Drop", probe, lambda data, seed: None, kind="class",
+                       forbid=("torch.nn.Dropout.forward", "torch.nn.functional.dropout",
+                               "torch.dropout"))
+
+    def module(forward):
+        return type("Drop", (nn.Module,), {
+            "__init__": lambda self, p: (nn.Module.__init__(self), setattr(self, "p", p))[0],
+            "forward": forward})
+
+    inner = type("Drop", (nn.Module,), {
+        "__init__": lambda self, p: (nn.Module.__init__(self), setattr(self, "d", nn.Dropout(p)))[0],
+        "forward": lambda self, x: self.d(x)})
+    try:
+        for cls, name in ((module(lambda self, x: bound_early(x, self.p, self.training)),
+                           "torch.nn.functional.dropout"),
+                          (module(lambda self, x: kept(x, self.p, self.training)), "torch.dropout"),
+                          (inner, "torch.nn.Dropout")):
+            v, record = core.run(ex.id, cls)
+            assert v.status == "failed" and name in record["library"], (name, record)
+        own = module(lambda self, x: x * (torch.rand_like(x) > self.p) / (1 - self.p))
+        assert core.run(ex.id, own)[0].passed
+        import sys
+        assert sys.getprofile() is None         # the watch ends with the probe
+    finally:
+        core.REGISTRY.pop(ex.id, None)
+
+
+def test_a_conditional_refusal_looks_at_the_arguments():
+    """``watch_if``: F.cross_entropy is refused with label smoothing, allowed without it."""
+    from torch.nn.functional import cross_entropy as ce
+
+    def refuse(args):
+        return "smoothed" if float(args.get("label_smoothing") or 0) else None
+
+    def probe(fn, seed):
+        return {"out": core.capture(fn, torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([0]))}
+
+    ex = core.exercise("ex99.5", "loss", probe, lambda data, seed: None,
+                       watch_if=(("torch.nn.functional.cross_entropy", refuse),))
+    try:
+        assert core.run(ex.id, lambda z, y: ce(z, y, label_smoothing=0.1))[1]["library"] == ["smoothed"]
+        assert core.run(ex.id, lambda z, y: nn.CrossEntropyLoss(label_smoothing=0.2)(z, y))[0].status == "failed"
+        assert core.run(ex.id, lambda z, y: ce(z, y))[0].passed
+    finally:
+        core.REGISTRY.pop(ex.id, None)
+
+
+@pytest.mark.parametrize("dotted,public", [
+    ("torch.nn.modules.dropout.Dropout.forward", "torch.nn.Dropout"),
+    ("torch.nn.modules.batchnorm._BatchNorm.forward", "torch.nn.BatchNorm1d/2d"),
+    ("torch.nn.functional.dropout", "torch.nn.functional.dropout"),
+])
+def test_refused_names_are_the_ones_a_learner_knows(dotted, public):
+    assert core._public_name(dotted) == public
+
+
 @pytest.mark.parametrize("source,found", [
     ("def f(x):\n    return F.dropout(x, 0.3)", ["torch.nn.functional.dropout"]),
     ("from torch.nn.functional import dropout\ndef f(x):\n    return dropout(x)",

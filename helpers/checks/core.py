@@ -119,7 +119,9 @@ class Exercise:
     calls the answer is meant to replace, as dotted names (``"torch.nn.functional.dropout"``,
     ``"torch.nn.Dropout.forward"``): the probe records their use while learner code runs,
     :func:`forbidden_in_source` finds them in the answer's text, and either fails the answer
-    with ``forbid_hint``.
+    with ``forbid_hint``. ``watch_if`` holds ``(dotted, condition)`` pairs refused only when
+    ``condition(arguments)`` returns a name (``F.cross_entropy`` with ``label_smoothing``):
+    watched while the probe runs, not looked for in the source text.
     """
 
     id: str
@@ -131,6 +133,7 @@ class Exercise:
     forbid: tuple = ()
     forbid_hint: str = ""
     source_words: tuple = field(default_factory=tuple)
+    watch_if: tuple = ()
 
     def run_probe(self, answer: Any, seed: int) -> Any:
         return self.probe(answer, seed) if _takes_seed(self.probe) else self.probe(answer)
@@ -216,10 +219,10 @@ REGISTRY: dict[str, Exercise] = {}
 
 def exercise(id: str, name: str, probe: Callable, judge: Callable, points: int = 1,
              kind: str = "function", forbid=(), forbid_hint: str = "",
-             source_words=()) -> Exercise:
+             source_words=(), watch_if=()) -> Exercise:
     """Register an exercise (lesson modules call this at import). See :class:`Exercise`."""
     ex = Exercise(id, name, probe, judge, points, kind, tuple(forbid), forbid_hint,
-                  tuple(source_words))
+                  tuple(source_words), tuple(watch_if))
     REGISTRY[id] = ex
     return ex
 
@@ -259,8 +262,9 @@ class _Printed(io.TextIOBase):
 class _Probing:
     """State of one probe run: the library calls to spy on, what was used, what was printed."""
 
-    def __init__(self, forbid=()):
+    def __init__(self, forbid=(), watch_if=()):
         self.forbid = tuple(forbid)
+        self.watch_if = tuple(watch_if)
         self.used: list[str] = []
         self.printed = _Printed()
         self.depth = 0
@@ -299,45 +303,90 @@ def forbidden_classes(forbid) -> list[type]:
     return out
 
 
+def _watch_table(forbid, watch_if=()) -> tuple[dict, dict]:
+    """What a probe watches for: ``(codes, builtins)``, mapping the code object of each
+    forbidden Python function, and the ``id`` of each forbidden built-in (``torch.dropout``),
+    to ``(name, condition)``. ``condition`` is None (any call counts) or a function of the
+    call's arguments (``frame.f_locals``) that returns the name to record, or None."""
+    codes, builtins = {}, {}
+    entries = [(d, None) for d in forbid] + list(watch_if)
+    for dotted, condition in entries:
+        try:
+            owner, attr = _resolve(dotted)
+            target = getattr(owner, attr)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(target, type):
+            continue  # classes are found by the subclass test and their forward
+        fn = getattr(target, "__func__", target)
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            codes[code] = (dotted, condition)
+        elif callable(target):
+            builtins[id(target)] = (dotted, condition, target)
+    return codes, builtins
+
+
+def _public_name(dotted: str) -> str:
+    """The name a learner knows: ``torch.nn.modules.dropout.Dropout.forward`` -> ``torch.nn.Dropout``."""
+    name = dotted.removesuffix(".forward").removesuffix(".__init__")
+    name = re.sub(r"^torch\.nn\.modules\.\w+\.", "torch.nn.", name)
+    return name.replace("torch.nn._BatchNorm", "torch.nn.BatchNorm1d/2d")
+
+
 @contextlib.contextmanager
 def learner_code():
-    """Run learner code: what it prints is captured (bounded), and the library calls that the
-    exercise being probed forbids are replaced by wrappers that record their use.
+    """Run learner code: what it prints is captured (bounded), and every call of a library
+    function that the exercise being probed forbids is recorded.
 
-    :func:`capture` uses it; a probe that calls learner objects some other way wraps the call
-    in ``with learner_code():``.
+    Calls are recognised by *what* is called (a Python function's code object, a built-in's
+    identity), through a profile hook, so ``F.dropout``, ``from torch.nn.functional import
+    dropout as d``, ``f = torch.dropout`` and an ``nn.Dropout`` kept inside the answer are all
+    seen. :func:`capture` uses it; a probe that calls learner objects some other way wraps the
+    call in ``with learner_code():``.
     """
+    import sys
+
     state = _ACTIVE[-1] if _ACTIVE else None
     if state is None or state.depth:
         yield
         return
-    patched = []
-    for dotted in state.forbid:
-        try:
-            owner, attr = _resolve(dotted)
-            original = getattr(owner, attr)
-        except (ImportError, AttributeError):
-            continue
-        if isinstance(original, type):
-            continue  # classes are found by the subclass test and their forward
+    codes, builtins = _watch_table(state.forbid, state.watch_if)
 
-        def spy(*args, __orig=original, __name=dotted, **kwargs):
-            state.used.append(__name.removesuffix(".forward"))
-            return __orig(*args, **kwargs)
+    def record(entry, args):
+        name, condition = entry[0], entry[1]
+        if condition is not None:
+            try:
+                name = condition(args)
+            except Exception:  # noqa: BLE001 - odd arguments: the call itself will say so
+                name = None
+        if name:
+            state.used.append(_public_name(name))
 
-        try:
-            setattr(owner, attr, spy)
-        except (AttributeError, TypeError):
-            continue
-        patched.append((owner, attr, original))
+    def hook(frame, event, arg):
+        if event == "call":
+            entry = codes.get(frame.f_code)
+            if entry is not None:
+                record(entry, frame.f_locals)
+        elif event == "c_call":
+            entry = builtins.get(id(arg))
+            if entry is not None and entry[2] is arg:
+                record(entry, {})
+
+    watching = bool(codes or builtins)
+    previous = sys.getprofile()
     state.depth += 1
     try:
         with contextlib.redirect_stdout(state.printed), contextlib.redirect_stderr(state.printed):
-            yield
+            if watching:
+                sys.setprofile(hook)
+            try:
+                yield
+            finally:
+                if watching:
+                    sys.setprofile(previous)
     finally:
         state.depth -= 1
-        for owner, attr, original in reversed(patched):
-            setattr(owner, attr, original)
 
 
 def capture(fn: Callable, *args, **kwargs) -> Any:
@@ -597,7 +646,7 @@ def run(exercise_id: str, answer: Any, seed: int | None = None) -> tuple[Verdict
     """
     ex = get(exercise_id)
     seed = case_seed() if seed is None else int(seed)
-    state = _Probing(ex.forbid)
+    state = _Probing(ex.forbid, ex.watch_if)
     _ACTIVE.append(state)
     try:
         data = ex.run_probe(answer, seed)
@@ -608,7 +657,7 @@ def run(exercise_id: str, answer: Any, seed: int | None = None) -> tuple[Verdict
         _ACTIVE.remove(state)
     used = list(state.used)
     if isinstance(answer, type):
-        used += [f"{c.__module__}.{c.__qualname__}".replace("torch.nn.modules.dropout", "torch.nn")
+        used += [_public_name(f"{c.__module__}.{c.__qualname__}")
                  for c in forbidden_classes(ex.forbid) if issubclass(answer, c)]
     if used:
         record["library"] = sorted(set(used))

@@ -22,26 +22,23 @@ are fixed, values vary with the seed. Float answers (a Python float, a NumPy flo
 tensor) are all accepted and judged at float32-level precision, so an answer computed in
 float32 passes. None of these checks is statistical: a correct answer passes at every seed.
 
-Use of a refused library call is found two ways while the learner's code runs: core's spies on
-the dotted names in ``forbid`` (attribute calls such as ``plots.calibration_bins(...)``), and a
-profile hook (:func:`_watching`) that recognises the refused functions by their code objects, so
-an alias (``from helpers.plots import calibration_bins``) or ``nn.CrossEntropyLoss`` (whose
-forward calls ``F.cross_entropy``) is seen too. The probe puts what it saw into its data as
-``"library"``; the judge fails it with the exercise's library message.
+Use of a refused library call is found by core while the learner's code runs (it recognises
+the refused functions by what is called, so an alias such as ``from helpers.plots import
+calibration_bins`` is seen too): the names in ``forbid``, and for ex5.2 ``F.cross_entropy`` when
+its arguments make it the whole answer (``watch_if``: a nonzero ``label_smoothing``, or
+probability targets; ``nn.CrossEntropyLoss`` calls it too). The judge fails such an answer with
+the exercise's library message.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import helpers.plots as course_plots
 from helpers.checks.core import (Fail, Raised, Value, as_array, as_float, capture, case_rng,
                                  changed, close, exercise, expect_array, get, match_mistake,
                                  max_err, snapshot)
@@ -76,46 +73,25 @@ def _torch_seed(rng) -> torch.Generator:
     return torch.Generator().manual_seed(int(rng.integers(2**31)))
 
 
-# ------------------------------------------------------------------ refused calls, by code object
+# ------------------------------------------------------------------ refused calls
 
 _CE = "torch.nn.functional.cross_entropy(label_smoothing=...)"
 _CE_SOFT = "torch.nn.functional.cross_entropy with probability targets"
 
 
-@contextlib.contextmanager
-def _watching(codes: dict, found: list):
-    """While active, record in ``found`` the names of the functions in ``codes`` (code object ->
-    name) that get called; ``F.cross_entropy`` counts only with a nonzero ``label_smoothing`` or
-    with probability (soft) targets, the two ways torch computes ex5.2 in one call."""
-    previous = sys.getprofile()
-
-    def hook(frame, event, arg):
-        if event == "call":
-            name = codes.get(frame.f_code)
-            if name is not None:
-                if name == _CE:
-                    args = frame.f_locals
-                    try:
-                        smoothing = float(args.get("label_smoothing", 0.0) or 0.0)
-                    except (TypeError, ValueError):
-                        smoothing = 1.0
-                    target = args.get("target")
-                    if smoothing != 0.0:
-                        found.append(name)
-                    elif isinstance(target, torch.Tensor) and target.is_floating_point():
-                        found.append(_CE_SOFT)
-                else:
-                    found.append(name)
-
-    sys.setprofile(hook)
+def _ce_refused(args: dict) -> str | None:
+    """Given the arguments of a ``F.cross_entropy`` call, the name to refuse it under, or None:
+    a nonzero ``label_smoothing`` or probability (soft) targets make it ex5.2 in one call."""
     try:
-        yield
-    finally:
-        sys.setprofile(previous)
-
-
-def _codes(*dotted_and_fn) -> dict:
-    return {fn.__code__: name for name, fn in dotted_and_fn if hasattr(fn, "__code__")}
+        smoothing = float(args.get("label_smoothing", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        smoothing = 1.0
+    if smoothing != 0.0:
+        return _CE
+    target = args.get("target")
+    if isinstance(target, torch.Tensor) and target.is_floating_point():
+        return _CE_SOFT
+    return None
 
 
 def _raised(res: Raised, context: str) -> None:
@@ -123,12 +99,6 @@ def _raised(res: Raised, context: str) -> None:
     if str(res).startswith("NotImplementedError"):
         raise res
     raise Fail(f"{context}: your code raised {res}.")
-
-
-def _library_fail(exercise_id: str, data) -> None:
-    used = data.get("library") if isinstance(data, dict) else None
-    if used and isinstance(used, list):
-        raise Fail(get(exercise_id).library_message([str(u) for u in used]))
 
 
 # ------------------------------------------------------------------ ex5.1
@@ -282,16 +252,14 @@ def _grad_of(fn, logits, y, eps):
 
 def probe_ce(label_smoothing_cross_entropy, seed):
     fn = label_smoothing_cross_entropy
-    used: list = []
     out = []
-    with _watching(_codes((_CE, F.cross_entropy)), used):
-        for _, z, y, eps in _ce_cases(seed):
-            before = snapshot(z, y)
-            zin, yin = z.clone(), y.clone()
-            out.append({"result": capture(fn, zin, yin, eps), "input_changed": changed(before, zin, yin)})
-        _, z, y, eps = _grad_case(seed)
-        grad = capture(_grad_of, fn, z, y, eps)
-    return {"cases": out, "grad": grad, "library": sorted(set(used))}
+    for _, z, y, eps in _ce_cases(seed):
+        before = snapshot(z, y)
+        zin, yin = z.clone(), y.clone()
+        out.append({"result": capture(fn, zin, yin, eps), "input_changed": changed(before, zin, yin)})
+    _, z, y, eps = _grad_case(seed)
+    grad = capture(_grad_of, fn, z, y, eps)
+    return {"cases": out, "grad": grad}
 
 
 def _ref_ce(z: np.ndarray, y: np.ndarray, eps: float) -> float:
@@ -345,7 +313,6 @@ def _ce_tol(ref: float) -> float:
 
 
 def judge_ce(data, seed):
-    _library_fail("ex5.2", data)
     for (label, z, y, eps), got in zip(_ce_cases(seed), data["cases"], strict=True):
         label = f"{label}, eps={eps}"
         zn = z.double().numpy()
@@ -409,7 +376,8 @@ def _judge_ce_grad(g, seed):
 
 
 exercise("ex5.2", "label_smoothing_cross_entropy", probe_ce, judge_ce,
-         forbid_hint=CE_HINT, source_words=("label_smoothing",))
+         forbid_hint=CE_HINT, source_words=("label_smoothing",),
+         watch_if=(("torch.nn.functional.cross_entropy", _ce_refused),))
 
 # ------------------------------------------------------------------ ex5.3
 
@@ -506,18 +474,14 @@ def _ece_cases_built(seed):
 
 
 def probe_ece(expected_calibration_error, seed):
-    used: list = []
     out = []
-    codes = _codes(*[(name, getattr(course_plots, name.rsplit(".", 1)[1], None))
-                     for name in ECE_HELPERS])
-    with _watching(codes, used):
-        for _, p, y, nb in _ece_cases(seed):
-            before = snapshot(p, y)
-            pin, yin = p.clone(), y.clone()
-            args = (pin, yin) if nb is None else (pin, yin, nb)
-            out.append({"result": capture(expected_calibration_error, *args),
-                        "input_changed": changed(before, pin, yin)})
-    return {"cases": out, "library": sorted(set(used))}
+    for _, p, y, nb in _ece_cases(seed):
+        before = snapshot(p, y)
+        pin, yin = p.clone(), y.clone()
+        args = (pin, yin) if nb is None else (pin, yin, nb)
+        out.append({"result": capture(expected_calibration_error, *args),
+                    "input_changed": changed(before, pin, yin)})
+    return {"cases": out}
 
 
 def _conf_correct(probs, y):
@@ -591,7 +555,6 @@ def _bin_count_hint(v, conf, correct, n_bins) -> str | None:
 
 
 def judge_ece(data, seed):
-    _library_fail("ex5.3", data)
     for (label, p, y, nb), got in zip(_ece_cases(seed), data["cases"], strict=True):
         n_bins = 15 if nb is None else nb
         probs = p.double().numpy()
@@ -723,17 +686,13 @@ def _t_cases_built(seed):
 
 
 def probe_temperature(fit_temperature, seed):
-    used: list = []
     out = []
-    codes = _codes(*[(name, getattr(course_plots, name.rsplit(".", 1)[1], None))
-                     for name in T_HELPERS])
-    with _watching(codes, used):
-        for _, z, y in _t_cases(seed):
-            before = snapshot(z, y)
-            zin, yin = z.clone(), y.clone()
-            out.append({"result": capture(fit_temperature, zin, yin),
-                        "input_changed": changed(before, zin, yin)})
-    return {"cases": out, "library": sorted(set(used))}
+    for _, z, y in _t_cases(seed):
+        before = snapshot(z, y)
+        zin, yin = z.clone(), y.clone()
+        out.append({"result": capture(fit_temperature, zin, yin),
+                    "input_changed": changed(before, zin, yin)})
+    return {"cases": out}
 
 
 def _t_value(res, label) -> float:
@@ -750,7 +709,6 @@ def _t_value(res, label) -> float:
 
 
 def judge_temperature(data, seed):
-    _library_fail("ex5.4", data)
     cases = _t_cases(seed)
     results = data["cases"]
     values = []
