@@ -20,7 +20,7 @@ answer.
 
 ex7.2 and ex7.3: the judge steps torch's schedulers itself (``CosineAnnealingLR``;
 ``SequentialLR`` of ``LinearLR`` and ``CosineAnnealingLR``) in its own process and compares at
-float32 level. While the answer runs, torch's schedulers are spied on: an answer that builds one
+float32 level. While the answer runs, calls into torch's schedulers are watched: an answer that builds one
 fails with a hint (the exercise is to write the schedule, not to read it off torch). Hints name
 the mistake; none prints the formula or the expected value.
 """
