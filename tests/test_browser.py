@@ -39,7 +39,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import course
+from helpers import cells as nbcells, course
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -259,7 +259,7 @@ def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, arti
 
     # What the notebook should show, read from the file the learner opens.
     nb = nbformat.read(jupyter_lab["dir"] / LESSON, as_version=4)
-    roles = [c.metadata.get("course", {}).get("role") for c in nb.cells]
+    roles = [nbcells.role(c) for c in nb.cells]
     first_exercise = roles.index("exercises")
     n_code = sum(c.cell_type == "code" for c in nb.cells)
     explorer_cell = next(i for i, c in enumerate(nb.cells)
@@ -324,7 +324,7 @@ def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, arti
         # The exercise stubs: each check cell shows a verdict, none passes yet.
         checks = [i for i, r in enumerate(roles) if r == "check"]
         for i in checks:
-            ex = nb.cells[i].metadata["course"]["exercise"]
+            ex = nbcells.exercise_id(nb.cells[i])
             assert re.search(rf"{re.escape(ex)} (error|failed)", cells[i]["text"]), (i, cells[i]["text"])
 
         # 5. The explorer: degree 9 with λ = 0 to start (the lesson's numbers).

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import course
+from helpers import cells, course
 from helpers.checks import lesson_exercises
 
 sys.path.insert(0, str(Path(__file__).parent / "submissions"))
@@ -257,7 +257,7 @@ def test_assembly_uses_reference_cells_only():
     sol = solution_sources("01")
     nb = fill(learner_copy("01"), sol, {"ex1.3": "# NBVAL_SKIP\ndef mse(a, b):\n    return 0.0"})
     for c in nb.cells:  # a learner's edited check cell and tags never enter
-        if c.get("metadata", {}).get("course", {}).get("role") == "check":
+        if cells.role(c) == "check":
             c.source = 'print("ex1.1 passed")'
             c.metadata["tags"] = ["nbval-skip"]
     answers = find_answers(nb, ref)
@@ -292,7 +292,7 @@ def test_answers_found_without_metadata():
     assert find_answers(colab(broken), ref)["ex1.3"].status == "found"
     # the answer written in a new cell below an untouched stub is found by name
     nb = learner_copy("01")
-    idx = next(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("course", {}).get("exercise") == "ex1.3")
+    idx = next(i for i, c in enumerate(nb.cells) if cells.exercise_id(c) == "ex1.3")
     import nbformat
     nb.cells.insert(idx + 2, nbformat.v4.new_code_cell(sol["ex1.3"]))
     a = find_answers(nb, ref)["ex1.3"]

@@ -23,16 +23,12 @@ import pytest
 matplotlib.use("Agg")
 
 import helpers  # noqa: E402
-from helpers import course  # noqa: E402
+from helpers import cells, course  # noqa: E402
 from helpers.checks import core  # noqa: E402
 
 # modules of course tools, not library code a lesson shows
 TOOL_MODULES = ("helpers.checks", "helpers.grading", "helpers.build", "helpers.bench",
                 "helpers.grade", "helpers.cells", "helpers.course")
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("course", {}) or {}
 
 
 def _notebook(lesson: str):
@@ -43,10 +39,9 @@ def _answer_shapes(nb) -> dict[str, tuple[str, int]]:
     """``{exercise id: (kind, number of required arguments)}`` from the reference answer cells."""
     out = {}
     for c in nb.cells:
-        m = _meta(c)
-        if m.get("role") != "answer":
+        if cells.role(c) != "answer":
             continue
-        ex = core.get(m["exercise"])
+        ex = core.get(cells.exercise_id(c))
         tree = ast.parse(c.source)
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name == ex.name:
@@ -75,13 +70,13 @@ def _fits(candidate, kind: str, n_required: int) -> bool:
 def _body_definitions(lesson: str) -> dict[str, object]:
     """Functions and classes defined at the top level of the lesson body's code cells."""
     nb = _notebook(lesson)
-    start = next(i for i, c in enumerate(nb.cells) if _meta(c).get("role") == "exercises")
-    setup = next(c for c in nb.cells[start:] if _meta(c).get("role") == "setup")
+    start = next(i for i, c in enumerate(nb.cells) if cells.role(c) == "exercises")
+    setup = next(c for c in nb.cells[start:] if cells.role(c) == "setup")
     ns: dict = {"__name__": f"lesson{lesson}_body"}
     exec(compile(setup.source, "<setup>", "exec"), ns)  # noqa: S102 - the course's own code
     found = {}
     for c in nb.cells[:start]:
-        if c.cell_type != "code" or _meta(c).get("role") in ("colab", "badge"):
+        if c.cell_type != "code" or cells.role(c) in ("colab", "badge"):
             continue
         try:
             tree = ast.parse(c.source)
