@@ -271,3 +271,20 @@ def test_check_cell_messages_in_a_kernel():
     assert "ex1.3 passed" in text(3) and "your code printed" in text(3)
     assert "did not run: SyntaxError on line 1" in text(5)
     assert all(o.get("output_type") != "error" for i in (1, 3, 5) for o in nb.cells[i].outputs)
+
+
+def test_a_check_leaves_the_global_generators_as_it_found_them():
+    """Probes seed torch, NumPy and Python's generators; the learner's states come back after."""
+    import random
+
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+    random.seed(1234)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+    random.seed(1234)
+    core.run("ex3.1", lambda x, p, g=None: x)          # a wrong answer, probed all the same
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]

@@ -638,6 +638,22 @@ def match_mistake(label: str, got, mistakes, rtol: float = 1e-6, atol: float = 1
 
 # ---------------------------------------------------------------- the call in a check cell
 
+@contextlib.contextmanager
+def _generators_kept():
+    """Probes seed the global generators (see :func:`seed_all`); put the learner's back after,
+    so a check cell leaves the random state of the notebook as it found it (CPU generators:
+    torch's, NumPy's, Python's)."""
+    import torch
+
+    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+
+
 def run(exercise_id: str, answer: Any, seed: int | None = None) -> tuple[Verdict, dict]:
     """Probe ``answer`` with the inputs of ``seed`` and judge the record; ``(verdict, record)``.
 
@@ -649,7 +665,8 @@ def run(exercise_id: str, answer: Any, seed: int | None = None) -> tuple[Verdict
     state = _Probing(ex.forbid, ex.watch_if)
     _ACTIVE.append(state)
     try:
-        data = ex.run_probe(answer, seed)
+        with _generators_kept():
+            data = ex.run_probe(answer, seed)
         record = {"exercise": exercise_id, "seed": seed, "data": data}
     except Exception as e:  # noqa: BLE001 - the probe failed on learner code outside capture
         record = {"exercise": exercise_id, "seed": seed, "raised": f"{type(e).__name__}: {e}"[:500]}
