@@ -200,8 +200,8 @@ exercise("ex5.1", "smooth_targets", probe_targets, judge_targets)
 # ------------------------------------------------------------------ ex5.2
 
 CE_HINT = ("build the soft targets of ex5.1 and the log-probabilities from torch.log_softmax, "
-           "then take the cross-entropy between them. Plain F.cross_entropy / F.nll_loss "
-           "without label_smoothing may be part of it.")
+           "then take the cross-entropy between them. F.cross_entropy with integer labels, or F.nll_loss, "
+           "may be part of it (no label_smoothing, no probability targets).")
 
 
 def _ce_cases(seed):
