@@ -17,9 +17,12 @@ from nbclient import NotebookClient
 
 from helpers.checks import run
 from helpers.checks.core import PUBLISHED_SEED
+from util import FailureLog, assert_hints_hide, hard_coded, own_hints
 
 SEEDS = [0, 1, 7, 12345]
-HINTS: list[tuple[str, str]] = []          # (exercise, message) of every failure the tests saw
+LOG = FailureLog()
+HINTS = LOG.hints          # (exercise, message) of every failure the tests saw
+verdict, assert_fails = LOG.verdict, LOG.assert_fails
 
 # what a hint must never spell out (the reference answers' expressions)
 REFERENCE = {
@@ -28,18 +31,6 @@ REFERENCE = {
     "ex1.3": ["np.mean((y_true - y_pred) ** 2)", "np.mean((a - b) ** 2)"],
     "ex1.4": ["idx[i::k]", "[i::k]", "np.argmin(cv"],
 }
-
-
-def verdict(ex, fn, seed=PUBLISHED_SEED):
-    v = run(ex, fn, seed=seed)[0]
-    if not v.passed:
-        HINTS.append((ex, v.message))
-    return v
-
-
-def assert_fails(ex, fn, hint, seed):
-    v = verdict(ex, fn, seed)
-    assert v.status == "failed" and hint in v.message, v.text()
 
 
 # ---------------------------------------------------------------- ex1.1
@@ -163,18 +154,31 @@ def test_ex13_mistakes(fn, hint, seed):
 
 
 # ---------------------------------------------------------------- ex1.4
-def cv_reference(x, y, degrees, k):
+def every_kth(idx, k):
+    """The k folds: every k-th point, starting at 0, 1, ..., k - 1."""
+    return [idx[i::k] for i in range(k)]
+
+
+def held_out_sq_errors(x, y, d, train, held):
+    """Fit on ``train``, squared errors on ``held``."""
+    c = fit_lstsq(x[train], y[train], d)
+    return (pf_reference(x[held], d) @ c - y[held]) ** 2
+
+
+def k_fold_cv(x, y, degrees, k, folds=every_kth, sq_errors=held_out_sq_errors, pooled=False):
+    """k-fold cross-validation (``cv_reference``); each mistake below replaces one piece of it:
+    the folds, the errors of one fold, or how the folds are averaged (``pooled``: the mean of all
+    squared errors together, which weights the folds by their size)."""
     idx = np.arange(len(x))
     cv = []
     for d in degrees:
-        errs = []
-        for i in range(k):
-            held = idx[i::k]
-            train = np.setdiff1d(idx, held)
-            c = fit_lstsq(x[train], y[train], d)
-            errs.append(float(np.mean((pf_reference(x[held], d) @ c - y[held]) ** 2)))
-        cv.append(float(np.mean(errs)))
+        errs = [sq_errors(x, y, d, np.setdiff1d(idx, held), held) for held in folds(idx, k)]
+        cv.append(float(np.mean(np.concatenate(errs)) if pooled else np.mean([np.mean(e) for e in errs])))
     return degrees[int(np.argmin(cv))], np.array(cv)
+
+
+def cv_reference(x, y, degrees, k):
+    return k_fold_cv(x, y, degrees, k)
 
 
 def cv_polyfit_masks(x, y, degrees, k):
@@ -217,59 +221,27 @@ def test_ex14_correct(fn, seed):
 
 
 def cv_contiguous(x, y, degrees, k):
-    idx = np.arange(len(x))
-    cv = []
-    for d in degrees:
-        errs = []
-        for held in np.array_split(idx, k):
-            train = np.setdiff1d(idx, held)
-            c = fit_lstsq(x[train], y[train], d)
-            errs.append(np.mean((pf_reference(x[held], d) @ c - y[held]) ** 2))
-        cv.append(np.mean(errs))
-    return degrees[int(np.argmin(cv))], np.array(cv)
+    return k_fold_cv(x, y, degrees, k, folds=lambda idx, k: np.array_split(idx, k))
 
 
 def cv_pooled(x, y, degrees, k):
-    idx = np.arange(len(x))
-    cv = []
-    for d in degrees:
-        sq = []
-        for i in range(k):
-            held = idx[i::k]
-            train = np.setdiff1d(idx, held)
-            c = fit_lstsq(x[train], y[train], d)
-            sq += list((pf_reference(x[held], d) @ c - y[held]) ** 2)
-        cv.append(np.mean(sq))
-    return degrees[int(np.argmin(cv))], np.array(cv)
+    return k_fold_cv(x, y, degrees, k, pooled=True)
 
 
 def cv_fitting_error(x, y, degrees, k):
-    idx = np.arange(len(x))
-    cv = []
-    for d in degrees:
-        errs = []
-        for i in range(k):
-            train = np.setdiff1d(idx, idx[i::k])
-            c = fit_lstsq(x[train], y[train], d)
-            errs.append(np.mean((pf_reference(x[train], d) @ c - y[train]) ** 2))
-        cv.append(np.mean(errs))
-    return degrees[int(np.argmin(cv))], np.array(cv)
+    def train_sq_errors(x, y, d, train, held):
+        c = fit_lstsq(x[train], y[train], d)
+        return (pf_reference(x[train], d) @ c - y[train]) ** 2
+    return k_fold_cv(x, y, degrees, k, sq_errors=train_sq_errors)
 
 
 def cv_too_few_coefficients(x, y, degrees, k):
-    # np.vander(x, d) has d columns: a degree d - 1 polynomial
-    idx = np.arange(len(x))
-    cv = []
-    for d in degrees:
-        errs = []
-        for i in range(k):
-            held = idx[i::k]
-            train = np.setdiff1d(idx, held)
-            V = np.vander(x, d, increasing=True)
-            c = np.linalg.lstsq(V[train], y[train], rcond=None)[0]
-            errs.append(np.mean((V[held] @ c - y[held]) ** 2))
-        cv.append(np.mean(errs))
-    return degrees[int(np.argmin(cv))], np.array(cv)
+    def vander_sq_errors(x, y, d, train, held):
+        # np.vander(x, d) has d columns: a degree d - 1 polynomial
+        V = np.vander(x, d, increasing=True)
+        c = np.linalg.lstsq(V[train], y[train], rcond=None)[0]
+        return (V[held] @ c - y[held]) ** 2
+    return k_fold_cv(x, y, degrees, k, sq_errors=vander_sq_errors)
 
 
 def cv_too_many_coefficients(x, y, degrees, k):
@@ -336,42 +308,10 @@ def test_ex14_modifying_input_fails():
 
 
 # ---------------------------------------------------------------- unseen seeds, hints
-def _hard_coded(ex, fn):
-    """An answer that returns, for every call, what ``fn`` returned at the published seed."""
-    outputs = []
-    run(ex, lambda *a: outputs.append(fn(*a)) or outputs[-1], seed=PUBLISHED_SEED)
-    it = {"i": 0}
-
-    def answer(*_):
-        out = outputs[it["i"] % len(outputs)]
-        it["i"] += 1
-        return out
-    return answer, it
-
-
-def _own_hints(seeds=(0, 1)) -> list[tuple[str, str]]:
-    """Every failure message of this module's mistake lists (read from the ``fn,hint``
-    parametrizations of the ``test_exNM_mistakes`` tests), produced here, so the scan does
-    not depend on which tests ran before it."""
-    found = []
-    for name, test in sorted(globals().items()):
-        if not (name.startswith("test_ex") and name.endswith("_mistakes")):
-            continue
-        ex = f"ex{name[7]}.{name[8]}"
-        for mark in getattr(test, "pytestmark", []):
-            if mark.name == "parametrize" and mark.args[0] == "fn,hint":
-                for fn, _hint in mark.args[1]:
-                    for seed in seeds:
-                        v = run(ex, fn, seed=seed)[0]
-                        if not v.passed:
-                            found.append((ex, v.message))
-    return found
-
-
 @pytest.mark.parametrize("ex,fn", [("ex1.1", pf_reference), ("ex1.2", fit_lstsq),
                                    ("ex1.3", MSE_CORRECT[0]), ("ex1.4", cv_reference)])
 def test_hard_coded_published_outputs_fail_at_another_seed(ex, fn):
-    answer, it = _hard_coded(ex, fn)
+    answer, it = hard_coded(ex, fn)
     assert run(ex, answer, seed=PUBLISHED_SEED)[0].passed
     it["i"] = 0
     assert not run(ex, answer, seed=1)[0].passed
@@ -380,11 +320,7 @@ def test_hard_coded_published_outputs_fail_at_another_seed(ex, fn):
 def test_hints_do_not_contain_the_reference_expression():
     """Scans every failure message of the mistake lists (run here, at two seeds) and any other
     message the tests of this module produced before it."""
-    hints = _own_hints() + HINTS
-    assert {ex for ex, _ in hints} >= set(REFERENCE)
-    for ex, msg in hints:
-        for expr in REFERENCE[ex]:
-            assert expr not in msg, (ex, expr, msg)
+    assert_hints_hide(REFERENCE, own_hints(globals()) + HINTS)
 
 
 # ---------------------------------------------------------------- stubs and crashes

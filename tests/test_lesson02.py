@@ -9,22 +9,13 @@ import torch
 
 from helpers.checks import run
 from helpers.checks.core import PUBLISHED_SEED
+from util import FailureLog, assert_hints_hide, hard_coded, own_hints
 
 
 SEEDS = [0, 1, 7, 12345]
-HINTS: list[tuple[str, str]] = []          # (exercise, message) of every failure the tests saw
-
-
-def verdict(ex, fn, seed=PUBLISHED_SEED):
-    v = run(ex, fn, seed=seed)[0]
-    if not v.passed:
-        HINTS.append((ex, v.message))
-    return v
-
-
-def assert_fails(ex, fn, hint, seed=PUBLISHED_SEED):
-    v = verdict(ex, fn, seed)
-    assert v.status == "failed" and hint in v.message, v.text()
+LOG = FailureLog()
+HINTS = LOG.hints          # (exercise, message) of every failure the tests saw
+verdict, assert_fails = LOG.verdict, LOG.assert_fails
 
 
 # ---------------------------------------------------------------- ex2.1 ridge_fit
@@ -546,19 +537,6 @@ def test_float32_penalties_pass():
 
 
 # ---------------------------------------------------------------- unseen seeds, hints
-def _hard_coded(ex, fn):
-    """An answer that returns, call after call, what ``fn`` returned at the published seed."""
-    outputs = []
-    run(ex, lambda *a: outputs.append(fn(*a)) or outputs[-1], seed=PUBLISHED_SEED)
-    it = {"i": 0}
-
-    def answer(*_):
-        out = outputs[it["i"] % len(outputs)]
-        it["i"] += 1
-        return out
-    return answer, it
-
-
 @pytest.mark.parametrize("ex,fn", [
     ("ex2.1", ridge_solve), ("ex2.2", lambda m, lam: l2_reference(m, lam).item()),
     ("ex2.4", lambda w, lam: lam * torch.sign(w)),
@@ -566,7 +544,7 @@ def _hard_coded(ex, fn):
     ("ex2.6", lambda w, g, lr, wd: w - lr * (g + wd * w)), ("ex2.7", adamw_reference),
 ])
 def test_hard_coded_published_outputs_fail_at_another_seed(ex, fn):
-    answer, it = _hard_coded(ex, fn)
+    answer, it = hard_coded(ex, fn)
     if ex != "ex2.2":       # a float cannot carry a gradient: ex2.2's copy fails at every seed
         assert run(ex, answer, seed=PUBLISHED_SEED)[0].passed
     it["i"] = 0
@@ -588,25 +566,6 @@ def test_ex28_depends_on_the_seed():
     assert not run("ex2.8", fixed, seed=1)[0].passed
 
 
-def _own_hints(seeds=(0, 1)) -> list[tuple[str, str]]:
-    """Every failure message of this module's mistake lists (read from the ``fn,hint``
-    parametrizations of the ``test_exNM_mistakes`` tests), produced here, so the scan does
-    not depend on which tests ran before it."""
-    found = []
-    for name, test in sorted(globals().items()):
-        if not (name.startswith("test_ex") and name.endswith("_mistakes")):
-            continue
-        ex = f"ex{name[7]}.{name[8]}"
-        for mark in getattr(test, "pytestmark", []):
-            if mark.name == "parametrize" and mark.args[0] == "fn,hint":
-                for fn, _hint in mark.args[1]:
-                    for seed in seeds:
-                        v = run(ex, fn, seed=seed)[0]
-                        if not v.passed:
-                            found.append((ex, v.message))
-    return found
-
-
 # what a hint must never spell out (the reference answers' expressions)
 REFERENCE = {
     "ex2.1": ["X.T @ X + lam * np.eye", "(X^T X + lam*I) w = X^T y", "X^T X + lam * I"],
@@ -624,11 +583,7 @@ REFERENCE = {
 def test_hints_do_not_contain_the_reference_expression():
     """Scans every failure message of the mistake lists (run here, at two seeds) and any other
     message the tests of this module produced before it."""
-    hints = _own_hints() + HINTS
-    assert {ex for ex, _ in hints} >= set(REFERENCE)
-    for ex, msg in hints:
-        for expr in REFERENCE[ex]:
-            assert expr not in msg, (ex, expr, msg)
+    assert_hints_hide(REFERENCE, own_hints(globals()) + HINTS)
 
 
 # ---------------------------------------------------------------- records round-trip
