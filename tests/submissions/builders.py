@@ -20,24 +20,20 @@ from helpers.cells import exercise_id, role, solution_lines, without_markers
 ROOT = course.ROOT
 
 
+def _solution_answers(lesson: str, part) -> dict:
+    """``part(source)`` of each answer cell of the lesson's solutions notebook, by exercise."""
+    nb = read(ROOT / "solutions" / f"{course.LESSONS[lesson][0]}.ipynb")
+    return {exercise_id(c): part(c.source) for c in nb.cells if role(c) == "answer"}
+
+
 def solution_sources(lesson: str) -> dict[str, str]:
     """Each exercise's reference answer, marker lines removed (what a perfect learner writes)."""
-    nb = read(ROOT / "solutions" / f"{course.LESSONS[lesson][0]}.ipynb")
-    out = {}
-    for c in nb.cells:
-        if role(c) == "answer":
-            out[exercise_id(c)] = without_markers(c.source)
-    return out
+    return _solution_answers(lesson, without_markers)
 
 
 def solution_bodies(lesson: str) -> dict[str, list[str]]:
     """The lines between the solution markers (must never appear in feedback)."""
-    nb = read(ROOT / "solutions" / f"{course.LESSONS[lesson][0]}.ipynb")
-    out = {}
-    for c in nb.cells:
-        if role(c) == "answer":
-            out[exercise_id(c)] = solution_lines(c.source)
-    return out
+    return _solution_answers(lesson, solution_lines)
 
 
 def read(path: Path):
