@@ -131,104 +131,39 @@ def _never_restores(self, model):
     pass
 
 
-def _aliases_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-        self.best_state = model.state_dict()          # a view, not a copy
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
+def _step(improved=lambda self, val_loss: val_loss < self.best_loss - self.min_delta,
+          save=lambda model: copy.deepcopy(model.state_dict()),
+          best_epoch=lambda self: self.epoch, reset=True, save_every_epoch=False,
+          stop=lambda self: self.counter >= self.patience):
+    """ESReference.step with one piece replaced (each mistake below names the piece it gets
+    wrong): the improvement test, what is saved, the epoch recorded, whether the counter is
+    reset, when the state is saved, the stop rule."""
+    def step(self, val_loss, model):
+        self.epoch += 1
+        if save_every_epoch:
+            self.best_state = save(model)
+        if improved(self, val_loss):
+            self.best_loss, self.best_epoch = val_loss, best_epoch(self)
+            if reset:
+                self.counter = 0
+            if not save_every_epoch:
+                self.best_state = save(model)
+        else:
+            self.counter += 1
+        return stop(self)
+    return step
 
 
-def _shallow_copy_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-        self.best_state = dict(model.state_dict())    # a new dict, the same tensors
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
-
-
-def _late_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-        self.best_state = copy.deepcopy(model.state_dict())
-    else:
-        self.counter += 1
-    return self.counter > self.patience
-
-
-def _no_reset_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch = val_loss, self.epoch
-        self.best_state = copy.deepcopy(model.state_dict())
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
-
-
-def _no_min_delta_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-        self.best_state = copy.deepcopy(model.state_dict())
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
-
-
-def _ties_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss <= self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-        self.best_state = copy.deepcopy(model.state_dict())
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
-
-
-def _relative_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss * (1 - self.min_delta):
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-        self.best_state = copy.deepcopy(model.state_dict())
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
-
-
-def _one_based_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch + 1, 0
-        self.best_state = copy.deepcopy(model.state_dict())
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
-
-
-def _saves_every_step(self, val_loss, model):
-    self.epoch += 1
-    self.best_state = copy.deepcopy(model.state_dict())
-    if val_loss < self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
-
-
-def _params_only_step(self, val_loss, model):
-    self.epoch += 1
-    if val_loss < self.best_loss - self.min_delta:
-        self.best_loss, self.best_epoch, self.counter = val_loss, self.epoch, 0
-        self.best_state = [p.detach().clone() for p in model.parameters()]
-    else:
-        self.counter += 1
-    return self.counter >= self.patience
+_aliases_step = _step(save=lambda model: model.state_dict())               # a view, not a copy
+_shallow_copy_step = _step(save=lambda model: dict(model.state_dict()))    # a new dict, the same tensors
+_late_step = _step(stop=lambda self: self.counter > self.patience)
+_no_reset_step = _step(reset=False)
+_no_min_delta_step = _step(improved=lambda self, val_loss: val_loss < self.best_loss)
+_ties_step = _step(improved=lambda self, val_loss: val_loss <= self.best_loss - self.min_delta)
+_relative_step = _step(improved=lambda self, val_loss: val_loss < self.best_loss * (1 - self.min_delta))
+_one_based_step = _step(best_epoch=lambda self: self.epoch + 1)
+_saves_every_step = _step(save_every_epoch=True)
+_params_only_step = _step(save=lambda model: [p.detach().clone() for p in model.parameters()])
 
 
 def _params_only_restore(self, model):
