@@ -12,32 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.checks import get, run
+from util import SeedLoop
 
 SEEDS = (0, 1, 7, 12345)
 # phrases of the reference expressions: no hint may contain them
 REFERENCE_PHRASES = ("grad_out * mask", "g * mask", "mask * grad_out", "x * mask / (1 - p)",
                      "torch.rand(", "c / norm", "renorm(")
-HINTS: list[str] = []
-
-
-def verdict(ex, fn, seed=0):
-    v = run(ex, fn, seed=seed)[0]
-    HINTS.append(v.message)
-    return v
-
-
-def assert_fails(ex, fn, hint, seeds=SEEDS):
-    for seed in seeds:
-        v = verdict(ex, fn, seed)
-        assert v.status in ("failed", "error") and hint in v.message, (seed, v.text())
-        for phrase in REFERENCE_PHRASES:
-            assert phrase not in v.message, (phrase, v.text())
-
-
-def assert_passes(ex, fn, seeds=SEEDS):
-    for seed in seeds:
-        v = verdict(ex, fn, seed)
-        assert v.passed, (seed, v.text())
+CHECKS = SeedLoop(SEEDS, REFERENCE_PHRASES)
+HINTS = CHECKS.hints
+verdict, assert_fails, assert_passes = CHECKS.verdict, CHECKS.assert_fails, CHECKS.assert_passes
 
 
 # ---------------------------------------------------------------- ex3.1 dropout_forward
@@ -400,12 +383,8 @@ class OwnFlag(DropoutReference):
         return x * (torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p)
 
 
-class OwnFlagEvalOnly(DropoutReference):
+class OwnFlagEvalOnly(OwnFlag):
     """Overrides eval() only: the parent's .eval() calls child.train(False), not child.eval()."""
-
-    def __init__(self, p=0.5):
-        super().__init__(p)
-        self.on = True
 
     def eval(self):
         self.on = False
@@ -415,11 +394,6 @@ class OwnFlagEvalOnly(DropoutReference):
         if mode:
             self.on = True
         return self
-
-    def forward(self, x):
-        if not self.on:
-            return x
-        return x * (torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p)
 
 
 class OwnFlagEvalOverride(DropoutReference):
@@ -439,40 +413,39 @@ class OwnFlagEvalOverride(DropoutReference):
         return x * (torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p)
 
 
-class NumpyFloat64Mask(DropoutReference):
-    """A float64 NumPy mask: the output becomes float64 (issue 14)."""
+class TrainOnly(DropoutReference):
+    """The identity in eval mode; in training ``dropped(x)``, which each mistake below writes."""
 
     def forward(self, x):
         if not self.training:
             return x
+        return self.dropped(x)
+
+
+class NumpyFloat64Mask(TrainOnly):
+    """A float64 NumPy mask: the output becomes float64 (issue 14)."""
+
+    def dropped(self, x):
         return x * torch.from_numpy((np.random.rand(*x.shape) >= self.p) / (1 - self.p))
 
 
-class NoRescaleModule(DropoutReference):
-    def forward(self, x):
-        if not self.training:
-            return x
+class NoRescaleModule(TrainOnly):
+    def dropped(self, x):
         return x * (torch.rand_like(x) >= self.p).to(x.dtype)
 
 
-class KeepProbModule(DropoutReference):
-    def forward(self, x):
-        if not self.training:
-            return x
+class KeepProbModule(TrainOnly):
+    def dropped(self, x):
         return x * (torch.rand_like(x) < self.p).to(x.dtype) / (1 - self.p)
 
 
-class SharedMaskModule(DropoutReference):
-    def forward(self, x):
-        if not self.training:
-            return x
+class SharedMaskModule(TrainOnly):
+    def dropped(self, x):
         return x * (torch.rand(x.shape[1:]) >= self.p).to(x.dtype) / (1 - self.p)
 
 
-class DetachedModule(DropoutReference):
-    def forward(self, x):
-        if not self.training:
-            return x
+class DetachedModule(TrainOnly):
+    def dropped(self, x):
         a = x.detach().numpy()
         return torch.from_numpy(a * (np.random.rand(*a.shape) >= self.p) / (1 - self.p)).float()
 
@@ -483,10 +456,8 @@ class ParameterModule(DropoutReference):
         self.p = nn.Parameter(torch.tensor(float(p)))
 
 
-class InPlaceModule(DropoutReference):
-    def forward(self, x):
-        if not self.training:
-            return x
+class InPlaceModule(TrainOnly):
+    def dropped(self, x):
         return x.mul_((torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p))
 
 
