@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checks import get, run
+from util import SeedLoop
 
 SEEDS = (0, 1, 7, 12345)
 # phrases of the reference answers: no hint may contain them
@@ -18,25 +19,9 @@ REFERENCE_PHRASES = ("x.flip(-1)", "torch.where(flip", "torch.rand(x.shape[0]",
                      "torch.randperm(", "y, y[perm]",
                      "lam * F.cross_entropy", "F.cross_entropy(logits, y_a)",
                      "1 - area / (h * w)", "1 - (b - t)", "sqrt(1 - r) * h", "int(h * s)")
-HINTS: list[str] = []
-
-
-def verdict(ex, fn, seed=0):
-    v = run(ex, fn, seed=seed)[0]
-    HINTS.append(v.message)
-    return v
-
-
-def assert_fails(ex, fn, hint, seeds=SEEDS):
-    for seed in seeds:
-        v = verdict(ex, fn, seed)
-        assert v.status in ("failed", "error") and hint in v.message, (seed, v.text())
-
-
-def assert_passes(ex, fn, seeds=SEEDS):
-    for seed in seeds:
-        v = verdict(ex, fn, seed)
-        assert v.passed, (seed, v.text())
+CHECKS = SeedLoop(SEEDS)
+HINTS = CHECKS.hints
+verdict, assert_fails, assert_passes = CHECKS.verdict, CHECKS.assert_fails, CHECKS.assert_passes
 
 
 # ---------------------------------------------------------------- ex6.1 random_horizontal_flip
