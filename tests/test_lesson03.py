@@ -364,7 +364,23 @@ class ScalesInEval(DropoutReference):
         return super().forward(x)
 
 
-class OwnFlag(DropoutReference):
+class DropoutParts(DropoutReference):
+    """The identity unless ``dropping()`` (here: in training); then ``dropped(x)`` (here: a fresh
+    mask, rescaled). Each answer below replaces one of the two."""
+
+    def dropping(self):
+        return self.training
+
+    def dropped(self, x):
+        return x * (torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p)
+
+    def forward(self, x):
+        if not self.dropping():
+            return x
+        return self.dropped(x)
+
+
+class OwnFlag(DropoutParts):
     def __init__(self, p=0.5):
         super().__init__(p)
         self.on = True
@@ -377,10 +393,8 @@ class OwnFlag(DropoutReference):
         self.on = mode
         return super().train(mode)
 
-    def forward(self, x):
-        if not self.on:
-            return x
-        return x * (torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p)
+    def dropping(self):
+        return self.on
 
 
 class OwnFlagEvalOnly(OwnFlag):
@@ -396,7 +410,7 @@ class OwnFlagEvalOnly(OwnFlag):
         return self
 
 
-class OwnFlagEvalOverride(DropoutReference):
+class OwnFlagEvalOverride(DropoutParts):
     """Overrides eval() with a flag that .train() never resets (issue 14)."""
 
     def __init__(self, p=0.5):
@@ -407,44 +421,33 @@ class OwnFlagEvalOverride(DropoutReference):
         self.is_eval = True
         return super().eval()
 
-    def forward(self, x):
-        if self.is_eval:
-            return x
-        return x * (torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p)
+    def dropping(self):
+        return not self.is_eval
 
 
-class TrainOnly(DropoutReference):
-    """The identity in eval mode; in training ``dropped(x)``, which each mistake below writes."""
-
-    def forward(self, x):
-        if not self.training:
-            return x
-        return self.dropped(x)
-
-
-class NumpyFloat64Mask(TrainOnly):
+class NumpyFloat64Mask(DropoutParts):
     """A float64 NumPy mask: the output becomes float64 (issue 14)."""
 
     def dropped(self, x):
         return x * torch.from_numpy((np.random.rand(*x.shape) >= self.p) / (1 - self.p))
 
 
-class NoRescaleModule(TrainOnly):
+class NoRescaleModule(DropoutParts):
     def dropped(self, x):
         return x * (torch.rand_like(x) >= self.p).to(x.dtype)
 
 
-class KeepProbModule(TrainOnly):
+class KeepProbModule(DropoutParts):
     def dropped(self, x):
         return x * (torch.rand_like(x) < self.p).to(x.dtype) / (1 - self.p)
 
 
-class SharedMaskModule(TrainOnly):
+class SharedMaskModule(DropoutParts):
     def dropped(self, x):
         return x * (torch.rand(x.shape[1:]) >= self.p).to(x.dtype) / (1 - self.p)
 
 
-class DetachedModule(TrainOnly):
+class DetachedModule(DropoutParts):
     def dropped(self, x):
         a = x.detach().numpy()
         return torch.from_numpy(a * (np.random.rand(*a.shape) >= self.p) / (1 - self.p)).float()
@@ -456,7 +459,7 @@ class ParameterModule(DropoutReference):
         self.p = nn.Parameter(torch.tensor(float(p)))
 
 
-class InPlaceModule(TrainOnly):
+class InPlaceModule(DropoutParts):
     def dropped(self, x):
         return x.mul_((torch.rand_like(x) >= self.p).to(x.dtype) / (1 - self.p))
 
@@ -553,11 +556,24 @@ def test_ex34_correct(fn):
     assert_passes("ex3.4", fn, seeds=(0, 7) if fn is mc_reference else SEEDS)
 
 
+def _dropout_on(model, among=nn.Module.modules):
+    """mc_reference's switch: eval mode, then each nn.Dropout in ``among(model)`` in train mode."""
+    model.eval()
+    for m in among(model):
+        if isinstance(m, nn.Dropout):
+            m.train()
+
+
+def _sampled(model, x, n_samples, f=lambda logits: torch.softmax(logits, -1)):
+    """``f`` of the model's output, ``n_samples`` passes without gradients, stacked."""
+    with torch.no_grad():
+        return torch.stack([f(model(x)) for _ in range(n_samples)])
+
+
 def _mc_train_mode(model, x, n_samples):
     was = model.training
     model.train()
-    with torch.no_grad():
-        probs = torch.stack([torch.softmax(model(x), -1) for _ in range(n_samples)])
+    probs = _sampled(model, x, n_samples)
     model.train(was)
     return probs.mean(0), probs.std(0)
 
@@ -570,23 +586,15 @@ def _mc_train_mode_buffers_restored(model, x, n_samples):
 
 
 def _mc_not_restored(model, x, n_samples):
-    model.eval()
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.train()
-    with torch.no_grad():
-        probs = torch.stack([torch.softmax(model(x), -1) for _ in range(n_samples)])
+    _dropout_on(model)
+    probs = _sampled(model, x, n_samples)
     return probs.mean(0), probs.std(0)
 
 
 def _mc_top_level_restore(model, x, n_samples):
     was = model.training
-    model.eval()
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.train()
-    with torch.no_grad():
-        probs = torch.stack([torch.softmax(model(x), -1) for _ in range(n_samples)])
+    _dropout_on(model)
+    probs = _sampled(model, x, n_samples)
     model.train(was)
     return probs.mean(0), probs.std(0)
 
@@ -596,39 +604,30 @@ def _mc_only_dropout_switched(model, x, n_samples):
     drops = [(m, m.training) for m in model.modules() if isinstance(m, nn.Dropout)]
     for m, _ in drops:
         m.train()
-    with torch.no_grad():
-        probs = torch.stack([torch.softmax(model(x), -1) for _ in range(n_samples)])
+    probs = _sampled(model, x, n_samples)
     for m, was in drops:
         m.train(was)
     return probs.mean(0), probs.std(0)
 
 
-def _mc_with(stat):
+def _mc_with(stat=None, among=nn.Module.modules):
+    """mc_reference with one piece replaced: ``stat``, the statistics taken of the stacked
+    logits, or ``among``, where dropout is looked for. Every module's mode is restored."""
     def fn(model, x, n_samples):
         modes = {m: m.training for m in model.modules()}
-        model.eval()
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.train()
-        with torch.no_grad():
-            logits = torch.stack([model(x) for _ in range(n_samples)])
+        _dropout_on(model, among)
+        if stat is None:
+            probs = _sampled(model, x, n_samples)
+            out = probs.mean(0), probs.std(0)
+        else:
+            out = stat(_sampled(model, x, n_samples, f=lambda logits: logits))
         for m, was in modes.items():
             m.train(was)
-        return stat(logits)
+        return out
     return fn
 
 
-def _mc_children_only(model, x, n_samples):
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    for m in model.children():
-        if isinstance(m, nn.Dropout):
-            m.train()
-    with torch.no_grad():
-        probs = torch.stack([torch.softmax(model(x), -1) for _ in range(n_samples)])
-    for m, was in modes.items():
-        m.train(was)
-    return probs.mean(0), probs.std(0)
+_mc_children_only = _mc_with(among=nn.Module.children)
 
 
 @pytest.mark.parametrize("fn,hint", [
@@ -686,11 +685,16 @@ def test_dropout_explorer_numbers():
 
 # ---------------------------------------------------------------- ex3.5 max_norm_
 
-def mn_reference(weight, c):
+def clip_norms(weight, c, dim):
+    """Scales, in place, each slice whose norm along ``dim`` is above c down to norm c."""
     with torch.no_grad():
-        norms = weight.norm(dim=1, keepdim=True)
+        norms = weight.norm(dim=dim, keepdim=True)
         weight.mul_(torch.where(norms > c, c / norms, torch.ones_like(norms)))
     return weight
+
+
+def mn_reference(weight, c):
+    return clip_norms(weight, c, dim=1)
 
 
 def mn_loop(weight, c):
@@ -725,10 +729,7 @@ def test_ex35_correct(fn):
 
 
 def _mn_columns(weight, c):
-    with torch.no_grad():
-        n = weight.norm(dim=0, keepdim=True)
-        weight.mul_(torch.where(n > c, c / n, torch.ones_like(n)))
-    return weight
+    return clip_norms(weight, c, dim=0)
 
 
 def _mn_all_rows(weight, c):
