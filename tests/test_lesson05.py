@@ -497,14 +497,19 @@ def t_newton_beta(logits, y):
     return 1.0 / beta
 
 
-def t_adam(logits, y):
+def adam_on_log_t(logits, y, steps):
+    """Adam (lr 0.01) on log T from T = 1, ``steps`` steps."""
     log_t = torch.zeros((), requires_grad=True)
     opt = torch.optim.Adam([log_t], lr=0.01)
-    for _ in range(2000):
+    for _ in range(steps):
         opt.zero_grad()
         F.cross_entropy(logits / log_t.exp(), y).backward()
         opt.step()
     return log_t.exp().item()
+
+
+def t_adam(logits, y):
+    return adam_on_log_t(logits, y, 2000)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -572,13 +577,7 @@ def t_log_t(logits, y):
 
 
 def t_few_steps(logits, y):
-    log_t = torch.zeros((), requires_grad=True)
-    opt = torch.optim.Adam([log_t], lr=0.01)
-    for _ in range(30):
-        opt.zero_grad()
-        F.cross_entropy(logits / log_t.exp(), y).backward()
-        opt.step()
-    return log_t.exp().item()
+    return adam_on_log_t(logits, y, 30)
 
 
 def t_mutating(logits, y):
