@@ -1,4 +1,5 @@
-"""Shared fixtures. Keep this small and generic: lesson-specific helpers live in their tests."""
+"""Shared fixtures. Keep this small and generic: lesson-specific helpers live in their tests, and
+plain helpers shared by several lessons' tests (the seed loop, the hint scan) in ``util.py``."""
 
 from __future__ import annotations
 

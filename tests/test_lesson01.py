@@ -100,12 +100,12 @@ def fit_normal_equations(x, y, d):
 
 
 def fit_torch(x, y, d):
-    V = torch.tensor(x)[:, None] ** torch.arange(d + 1)
+    V = pf_torch(x, d)
     return torch.linalg.lstsq(V, torch.tensor(y)[:, None]).solution[:, 0]
 
 
 def fit_float32(x, y, d):
-    V = torch.tensor(x, dtype=torch.float32)[:, None] ** torch.arange(d + 1)
+    V = pf_float32(x, d)
     return torch.linalg.lstsq(V, torch.tensor(y, dtype=torch.float32)[:, None]).solution[:, 0]
 
 
