@@ -800,15 +800,23 @@ def _bwd_cases(seed):
     return out
 
 
-def probe_bn_backward(batch_norm_backward, seed):
+def _probe_with_eps(fn, cases):
+    """The probe of ex4.3 and ex4.4: ``fn(*tensors, eps=eps)`` for each ``(arrays, eps)`` of
+    ``cases`` (float64 tensor copies of the arrays); per case what came back and whether any
+    input tensor was changed."""
     out = []
-    for _, dy, x, g, eps in _bwd_cases(seed):
-        args = [_t(dy), _t(x), _t(g)]
+    for arrays, eps in cases:
+        args = [_t(a) for a in arrays]
         keep = [a.clone() for a in args]
-        res = capture(batch_norm_backward, *args, eps=eps)
+        res = capture(fn, *args, eps=eps)
         out.append({"result": res,
                     "changed": bool(any(not torch.equal(a, k) for a, k in zip(args, keep)))})
     return out
+
+
+def probe_bn_backward(batch_norm_backward, seed):
+    return _probe_with_eps(batch_norm_backward,
+                           [((dy, x, g), eps) for _, dy, x, g, eps in _bwd_cases(seed)])
 
 
 def _bwd_reference(dy, x, g, eps):
@@ -949,14 +957,7 @@ def _ln_cases(seed):
 
 
 def probe_layer_norm(layer_norm, seed):
-    out = []
-    for _, x, g, b, eps in _ln_cases(seed):
-        args = [_t(x), _t(g), _t(b)]
-        keep = [a.clone() for a in args]
-        res = capture(layer_norm, *args, eps=eps)
-        out.append({"result": res,
-                    "changed": bool(any(not torch.equal(a, k) for a, k in zip(args, keep)))})
-    return out
+    return _probe_with_eps(layer_norm, [((x, g, b), eps) for _, x, g, b, eps in _ln_cases(seed)])
 
 
 def _ln(x, g, b, eps, axes=(-1,), ddof=0, outside=False):
