@@ -527,6 +527,18 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             pass
 
 
+def _make_scratch(stage: Path, inp: Path) -> Path:
+    """``stage/scratch`` (private to the grader): a copy of the files in ``inp`` and empty
+    ``.home`` and ``.tmp`` folders, the kernel's working folder in the bwrap and process levels."""
+    scratch = stage / "scratch"
+    scratch.mkdir(mode=0o700)
+    for f in inp.iterdir():
+        shutil.copy(f, scratch / f.name)
+    (scratch / ".home").mkdir()
+    (scratch / ".tmp").mkdir()
+    return scratch
+
+
 def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int | None = None,
                  hide_dirs: list[Path] = (), hide_files: list[Path] = (),
                  seed: int | None = None) -> RunResult:
@@ -543,12 +555,7 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
     lfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         if level in (LEVEL_BWRAP, LEVEL_BWRAP_UID):
-            scratch = stage / "scratch"
-            scratch.mkdir(mode=0o700)
-            for f in inp.iterdir():
-                shutil.copy(f, scratch / f.name)
-            (scratch / ".home").mkdir()
-            (scratch / ".tmp").mkdir()
+            scratch = _make_scratch(stage, inp)
             juid = uid if level == LEVEL_BWRAP_UID else None
             if juid is not None:
                 for dirpath, dirnames, filenames in os.walk(scratch):
@@ -561,12 +568,7 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
             cmd = bwrap_cmd(stage, scratch, juid) + _pytest_args(limits)
             cwd = str(stage)
         elif level == LEVEL_PROCESS:
-            scratch = stage / "scratch"
-            scratch.mkdir(mode=0o700)
-            for f in inp.iterdir():
-                shutil.copy(f, scratch / f.name)
-            (scratch / ".home").mkdir()
-            (scratch / ".tmp").mkdir()
+            scratch = _make_scratch(stage, inp)
             env = _env(str(scratch), seed)
             cmd = _pytest_args(limits)
             cwd = str(scratch)
