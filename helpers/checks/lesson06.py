@@ -342,22 +342,33 @@ def _mix_cases(seed: int):
             ("a batch of 10 feature vectors (10, 5), alpha = 0.4", x2, y2, 0.4, False)]
 
 
-def probe_mixup(mixup_batch, seed):
-    x, y = _mix_stats_input(seed)
-    alphas = _mix_alphas(seed)
-    stats, gen = [], _probe_seed(seed, 63)
-    for k in range(len(alphas) * MIX_CALLS):
+def _probe_batch_fn(fn, seed, xy, alphas, calls, salt, cases, call):
+    """The probe of ex6.2 and ex6.4, ``fn(x, y, alpha, generator)``: ``calls`` calls per alpha on
+    the clones of ``xy = (x, y)``, each through ``call(fn, *args) -> {"out": ...}`` (stopping at
+    the first error: one is enough to report), packed; then one ``capture`` per fixed case of
+    ``cases`` (label, x, y, alpha, use_gen). Every entry says whether x or y was changed. The
+    generators are seeded with ``salt`` for the statistics and ``salt + 1`` for the cases."""
+    x, y = xy
+    stats, gen = [], _probe_seed(seed, salt)
+    for k in range(len(alphas) * calls):
         xin, yin = x.clone(), y.clone()
-        out = capture(mixup_batch, xin, yin, alphas[k // MIX_CALLS], gen if k % 2 == 0 else None)
-        stats.append({"out": out, "changed": bool(not (torch.equal(xin, x) and torch.equal(yin, y)))})
+        entry = call(fn, xin, yin, alphas[k // calls], gen if k % 2 == 0 else None)
+        entry["changed"] = bool(not (torch.equal(xin, x) and torch.equal(yin, y)))
+        stats.append(entry)
+        out = entry.get("out")
         if isinstance(out, dict) and "__raised__" in out:
-            break                                # one error is enough to report
-    cases, gen = [], _probe_seed(seed, 64)
-    for k, (_, xc, yc, alpha, use_gen) in enumerate(_mix_cases(seed)):
+            break
+    found, gen = [], _probe_seed(seed, salt + 1)
+    for _, xc, yc, alpha, use_gen in cases:
         xin, yin = xc.clone(), yc.clone()
-        cases.append({"out": capture(mixup_batch, xin, yin, alpha, gen if use_gen else None),
+        found.append({"out": capture(fn, xin, yin, alpha, gen if use_gen else None),
                       "changed": bool(not (torch.equal(xin, xc) and torch.equal(yin, yc)))})
-    return {"stats": _pack(stats), "cases": cases}
+    return {"stats": _pack(stats), "cases": found}
+
+
+def probe_mixup(mixup_batch, seed):
+    return _probe_batch_fn(mixup_batch, seed, _mix_stats_input(seed), _mix_alphas(seed), MIX_CALLS,
+                           63, _mix_cases(seed), lambda fn, *args: {"out": capture(fn, *args)})
 
 
 SOFT_TARGET_NOTE = ("(If you build mixed one-hot targets somewhere, note that when both labels "
@@ -788,22 +799,8 @@ def _expand_compact(entry) -> dict:
 
 
 def probe_cutmix(cutmix_batch, seed):
-    x, y = _cut_stats_input(seed)
-    alphas = _cut_alphas(seed)
-    stats, gen = [], _probe_seed(seed, 65)
-    for k in range(len(alphas) * CUT_CALLS):
-        xin, yin = x.clone(), y.clone()
-        entry = _call_compact(cutmix_batch, xin, yin, alphas[k // CUT_CALLS], gen if k % 2 == 0 else None)
-        entry["changed"] = bool(not (torch.equal(xin, x) and torch.equal(yin, y)))
-        stats.append(entry)
-        if "__raised__" in entry.get("out", {}):
-            break
-    cases, gen = [], _probe_seed(seed, 66)
-    for k, (_, xc, yc, alpha, use_gen) in enumerate(_cut_cases(seed)):
-        xin, yin = xc.clone(), yc.clone()
-        cases.append({"out": capture(cutmix_batch, xin, yin, alpha, gen if use_gen else None),
-                      "changed": bool(not (torch.equal(xin, xc) and torch.equal(yin, yc)))})
-    return {"stats": _pack(stats), "cases": cases}
+    return _probe_batch_fn(cutmix_batch, seed, _cut_stats_input(seed), _cut_alphas(seed), CUT_CALLS,
+                           65, _cut_cases(seed), _call_compact)
 
 
 def _box_of(diff: np.ndarray):
