@@ -636,6 +636,24 @@ def match_mistake(label: str, got, mistakes, rtol: float = 1e-6, atol: float = 1
             continue
 
 
+def expect_close(label: str, got, ref, mistakes=(), expected: str = "", what: str = "values",
+                 rtol: float = 1e-6, atol: float = 1e-8) -> None:
+    """Compare an array answer with its reference; when it is wrong, fail with a hint.
+
+    ``got`` and ``ref`` are float64 arrays of the same shape (check the shape first) or
+    numbers. Nothing happens when they agree within ``rtol``/``atol`` (:func:`close`).
+    Otherwise it fails with the hint of the first of ``mistakes`` (``(value, hint)`` pairs, as
+    for :func:`match_mistake`, labelled ``label``) that ``got`` equals, else with
+    ``"{label}: wrong {what} (largest difference D). {expected}"``, where ``expected`` says
+    what the right answer is made of.
+    """
+    if close(got, ref, rtol=rtol, atol=atol):
+        return
+    match_mistake(label, got, mistakes, rtol=rtol, atol=atol)
+    raise Fail(f"{label}: wrong {what} (largest difference {max_err(got, ref):.3g}). "
+               f"{expected}".strip())
+
+
 # ---------------------------------------------------------------- the call in a check cell
 
 @contextlib.contextmanager
