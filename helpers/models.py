@@ -75,3 +75,22 @@ class DigitsCNN(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def dropout_passes(model: nn.Module, x: torch.Tensor, T: int) -> torch.Tensor:
+    """Softmax outputs of ``T`` stochastic passes, shape ``(T, N, K)`` for ``x`` of ``(N, ...)``.
+
+    ``p_t = softmax(model(x))`` with every ``nn.Dropout`` in training mode (a fresh mask per
+    pass) and every other module in eval mode (batch norm uses its running statistics, which
+    stay unchanged); no gradients. Lesson 03's MC-dropout demonstration uses it. The model is
+    left in eval mode afterwards, whatever its modes were before.
+    """
+    model.eval()
+    for mod in model.modules():
+        if isinstance(mod, nn.Dropout):
+            mod.train()
+    try:
+        with torch.no_grad():
+            return torch.stack([torch.softmax(model(x), dim=-1) for _ in range(T)])
+    finally:
+        model.eval()
