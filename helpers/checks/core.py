@@ -27,6 +27,7 @@ import math
 import os
 import random
 import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,11 +261,11 @@ class _Printed(io.TextIOBase):
 
 
 class _Probing:
-    """State of one probe run: the library calls to spy on, what was used, what was printed."""
+    """State of one probe run: the refused calls to watch for (see :func:`_watch_table`), the
+    ones that were made, and what the learner's code printed."""
 
     def __init__(self, forbid=(), watch_if=()):
-        self.forbid = tuple(forbid)
-        self.watch_if = tuple(watch_if)
+        self.codes, self.builtins = _watch_table(forbid, watch_if)
         self.used: list[str] = []
         self.printed = _Printed()
         self.depth = 0
@@ -345,13 +346,11 @@ def learner_code():
     seen. :func:`capture` uses it; a probe that calls learner objects some other way wraps the
     call in ``with learner_code():``.
     """
-    import sys
-
     state = _ACTIVE[-1] if _ACTIVE else None
     if state is None or state.depth:
         yield
         return
-    codes, builtins = _watch_table(state.forbid, state.watch_if)
+    codes, builtins = state.codes, state.builtins
 
     def record(entry, args):
         name, condition = entry[0], entry[1]
@@ -661,7 +660,7 @@ def _generators_kept():
     """Probes seed the global generators (see :func:`seed_all`); put the learner's back after,
     so a check cell leaves the random state of the notebook as it found it (CPU generators:
     torch's, NumPy's, Python's)."""
-    import torch
+    import torch  # a local import, as in encode(): core itself imports no torch at the top
 
     states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
     try:
