@@ -594,6 +594,36 @@ def expect_array(v: Any, what: str, shape=None, dtype: str | None = None,
     return a
 
 
+def inputs_after(*values) -> list:
+    """What the probe records about its inputs *after* the learner's call: the raw values
+    (encoded as any answer is), never a yes/no. The judge rebuilds the inputs from the seed and
+    decides with :func:`input_changed`, in its own process, so a learner who patches
+    ``torch.equal`` or ``np.array_equal`` in the kernel cannot change the fact."""
+    return [encode(v) for v in values]
+
+
+def input_changed(after, *originals) -> bool:
+    """Judge side of :func:`inputs_after`: True when any recorded input differs, bit for bit
+    (NaN equal to NaN, shape and dtype kind included), from the ``originals`` the judge rebuilt.
+    A missing or malformed entry counts as changed."""
+    if isinstance(after, dict) or not isinstance(after, (list, tuple)) or len(after) != len(originals):
+        return True
+    for got, want in zip(after, originals):
+        if hasattr(want, "detach"):
+            want = want.detach().cpu().numpy()
+        if not isinstance(want, np.ndarray):
+            continue
+        if not isinstance(got, Value) or got.value is None:
+            return True
+        g = np.asarray(got.value)
+        w = np.asarray(want)
+        if g.shape != w.shape:
+            return True
+        if not np.array_equal(g.astype(np.float64), w.astype(np.float64), equal_nan=True):
+            return True
+    return False
+
+
 def snapshot(*values) -> list:
     """Copies of tensors and arrays (for :func:`changed`); other values are kept as they are."""
     out = []
