@@ -1,9 +1,14 @@
 """Grade submitted notebooks: a gradebook and one feedback file per submission.
 
     python -m helpers.grade PATH... [--out DIR] [--jobs N] [--timeout SECONDS]
+                                   [--lessons NN[,NN]] [--roster FILE.csv]
 
 PATH: submitted notebooks (a filled ``exercises/NN_*.ipynb`` or ``notebooks/NN_*.ipynb``)
-or folders searched for them. Each submission's answer cells (found by cell metadata, or
+or folders searched for them (regular files only: a symlink, FIFO or device gets an error
+row and is not read). The learner of a file is the first folder under the folder given, else
+what a Canvas, Moodle or Blackboard download name says, else the file's stem; ``--roster``
+ties files to the roster's learners (see INSTRUCTORS.md). ``--lessons`` names the
+assignment; a file of another lesson gets an error row. Each submission's answer cells (found by cell metadata, or
 by the name they define when metadata was lost) run under the reference setup and check
 cells from ``solutions/``, in an isolated kernel under nbval; the verdict comes from the
 check's record, judged again here. Writes ``DIR/gradebook.csv`` (one row per submission
@@ -65,8 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="case seed the checks build their inputs from (default: a fresh one per "
                          "run, written to gradebook.csv; give it to reproduce a run)")
     ap.add_argument("--roster", metavar="FILE.csv", default=None,
-                    help="CSV mapping learner names (first folder under the folder given, else "
-                         "the file's stem) to student ids, for grades.csv")
+                    help="CSV of the class: columns learner,student_id and optional login, "
+                         "email; files are matched to it by id, login or name (folder, LMS "
+                         "download name, or words of the file name); grades.csv gets one row "
+                         "per roster learner, then one per file it could not match")
+    ap.add_argument("--lessons", default=None, metavar="NN[,NN...]",
+                    help="the assignment's lessons (e.g. 03 or 03,04); a file of another lesson "
+                         "gets an error row and no grades.csv column (default: the lessons most "
+                         "learners handed in)")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     return ap
 
@@ -117,13 +128,20 @@ def main(argv=None) -> int:
             roster = report.read_roster(Path(args.roster))
         except (OSError, ValueError) as e:
             ap.error(f"--roster: {e}")
+    lessons = None
+    if args.lessons is not None:
+        lessons = tuple(dict.fromkeys(x.strip().zfill(2) for x in args.lessons.split(",") if x.strip()))
+        unknown = [x for x in lessons if x not in course.LESSONS]
+        if not lessons or unknown:
+            ap.error(f"--lessons: unknown lesson {', '.join(unknown) or '(none)'} "
+                     f"(the course has {', '.join(course.LESSONS)})")
     solutions = Path(args.solutions)
     if not solutions.is_dir():
         ap.error(f"--solutions: no such folder: {solutions}")
     opts = Options(out=Path(args.out), jobs=args.jobs, cell_timeout=args.timeout,
                    run_timeout=args.submission_timeout, solutions=solutions,
                    isolation=args.isolation, memory_gib=args.memory, progress=not args.quiet,
-                   seed=args.seed)
+                   seed=args.seed, lessons=lessons, roster=roster)
     try:
         results = grade(args.paths, opts)
     except UsageError as e:
@@ -131,12 +149,9 @@ def main(argv=None) -> int:
     report.feedback_names(results)
     report.write_gradebook(results, opts.out)
     report.write_feedback(results, opts.out)
-    report.write_grades(results, opts.out, roster)
-    if roster:
-        unknown = sorted({r.learner for r in results} - set(roster))
-        if unknown:
-            print("grade: not in the roster (no student id in grades.csv): " + ", ".join(unknown),
-                  file=sys.stderr)
+    report.write_grades(results, opts.out, roster, opts.lessons)
+    for line in report.batch_notes(results, opts.lessons, given=lessons is not None, roster=roster):
+        print("grade: " + line, file=sys.stderr)
     if not args.quiet:
         print(report.summary(results, opts.out))
     return 0

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from helpers import course
+from helpers.grading.learners import Roster, read_roster  # noqa: F401 - read_roster: the CLI's
 from helpers.grading.runner import Result
 
 COLUMNS = ["submission", "lesson", "exercise", "points", "max_points", "status", "message",
@@ -56,9 +57,18 @@ def write_gradebook(results: list[Result], out: Path) -> Path:
         for r in results:
             for row in r.rows:
                 w.writerow([_cell(row.submission), row.lesson, row.exercise, _num(row.points),
-                            _num(row.max_points), row.status, _cell(row.message),
+                            _num(row.max_points), row.status, _cell(gradebook_message(r, row)),
                             f"feedback/{r.feedback}", "" if r.seed is None else str(r.seed)])
     return path
+
+
+def gradebook_message(r: Result, row) -> str:
+    """A row's message for the instructor: the verdict, then ``same file as <other>`` when
+    another learner handed in the same bytes (not in the learner's feedback file)."""
+    if not r.same_as:
+        return row.message
+    flag = "same file as " + ", ".join(r.same_as)
+    return f"{row.message} [{flag}]" if row.message else flag
 
 
 def _md(text: str) -> str:
@@ -137,45 +147,23 @@ def summary(results: list[Result], out: Path) -> str:
 
 # --------------------------------------------------------------------------- grades.csv
 
-def read_roster(path: Path) -> dict[str, str]:
-    """``{learner name: student id}`` from a CSV file: columns ``learner`` (or ``name``,
-    ``username``, ``login``) and ``student_id`` (or ``id``, ``sis_id``, ``email``), else the
-    first two columns. Raises ValueError with a readable reason."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"{path}: the roster is empty")
-    head = [c.strip().lower() for c in rows[0]]
-    names = ("learner", "name", "username", "login", "user")
-    ids = ("student_id", "id", "sis_id", "student id", "email")
-    ni = next((head.index(n) for n in names if n in head), None)
-    ii = next((head.index(n) for n in ids if n in head), None)
-    if ni is None or ii is None:
-        if len(head) < 2:
-            raise ValueError(f"{path}: the roster needs two columns (learner, student_id)")
-        ni, ii = 0, 1
-        if any(h in names + ids for h in head):
-            rows = rows[1:]
-    else:
-        rows = rows[1:]
-    roster: dict[str, str] = {}
-    for r in rows:
-        if len(r) > max(ni, ii) and r[ni].strip():
-            roster.setdefault(r[ni].strip(), r[ii].strip())
-    return roster
-
-
-def grades_table(results: list[Result], roster: dict[str, str] | None = None):
+def grades_table(results: list[Result], roster: dict[str, str] | None = None,
+                 lessons=None):
     """The wide table: ``(header, rows)``, one row per learner.
 
     Columns: ``learner``, ``student_id``, one per exercise (points), one per lesson
-    (``lesson_NN``, points), ``total``, ``max_total``, ``percentage``. Every lesson graded in
-    the run counts for every learner (no submission: 0 points). When a learner submitted one
-    lesson more than once, the submission with the most points counts.
+    (``lesson_NN``, points), ``total``, ``max_total``, ``percentage``. Every lesson of the
+    assignment (``lessons``; default: every lesson graded in the run) counts for every learner
+    (no submission: 0 points); a submission of another lesson changes no column. When a learner
+    submitted one lesson more than once, the submission with the most points counts. Rows: the
+    roster's learners in its order, then every learner the roster does not hold (a file the
+    roster could not match has a row of its own).
     """
     from helpers.checks import lesson_exercises
 
-    lessons = sorted({r.lesson for r in results if r.lesson in course.LESSONS})
+    if lessons is None:
+        lessons = sorted({r.lesson for r in results if r.lesson in course.LESSONS})
+    lessons = sorted(set(lessons))
     exercises: dict[str, list] = {}
     for lesson in lessons:
         try:
@@ -219,9 +207,44 @@ def grades_table(results: list[Result], roster: dict[str, str] | None = None):
     return header, table
 
 
-def write_grades(results: list[Result], out: Path, roster: dict[str, str] | None = None) -> Path:
+def batch_notes(results: list[Result], lessons, given: bool, roster=None) -> list[str]:
+    """Lines for the instructor (stderr): the assignment, files of other lessons, files the
+    roster could not match, files handed in by several learners."""
+    out = []
+    lessons = tuple(lessons or ())
+    others = [r for r in results if r.lesson and r.lesson not in lessons]
+    seen = sorted({r.lesson for r in results if r.lesson})
+    if not given and (len(seen) > 1 or others):
+        out.append("assignment: lesson " + (", ".join(lessons) or "(none)") + " (the lessons most "
+                   "learners handed in; --lessons chooses)")
+    for r in others:
+        out.append(f"{r.submission}: lesson {r.lesson}, not in this assignment: an error row, "
+                   "not graded")
+    if roster is not None:
+        for r in results:
+            m = r.match
+            if m is not None and m.entry is None:
+                why = m.how + (f" ({', '.join(m.candidates)})" if m.candidates else "")
+                out.append(f"not in the roster: {r.submission}: {why}; it has a row of its own "
+                           f"in grades.csv, as {r.learner!r}")
+        matched = {r.learner for r in results if r.match is not None and r.match.entry is not None}
+        missing = [name for name in roster if name not in matched]
+        if missing and len(missing) < len(roster):
+            out.append(f"no submission from {len(missing)} roster learner(s): "
+                       + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    done = set()
+    for r in results:
+        if r.same_as and r.submission not in done:
+            group = [r.submission] + r.same_as
+            done.update(group)
+            out.append("same file (both graded, flagged in gradebook.csv): " + ", ".join(group))
+    return out
+
+
+def write_grades(results: list[Result], out: Path, roster: dict[str, str] | None = None,
+                 lessons=None) -> Path:
     """``DIR/grades.csv``: the wide table of :func:`grades_table`, for an LMS import."""
-    header, table = grades_table(results, roster)
+    header, table = grades_table(results, roster, lessons)
     path = out / "grades.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

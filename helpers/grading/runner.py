@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -16,6 +19,7 @@ import nbformat
 
 from helpers import course
 from helpers.grading import sandbox
+from helpers.grading.learners import Entry, Match, Roster, Who, match, who_of
 from helpers.grading.notebooks import (Answer, Reference, SubmissionError, assemble, find_answers,
                                        infer_lesson, lesson_in_name, lesson_of, load_reference,
                                        parse_notebook, records_in)
@@ -95,7 +99,11 @@ class Result:
     seconds: float = 0.0
     feedback: str = ""             # file name in DIR/feedback/
     seed: int | None = None        # the case seed it was judged with (gradebook only)
-    learner: str = ""              # first folder under the folder given, else the file's stem
+    learner: str = ""              # the roster learner it matched, else what its path says
+    who: Who | None = None         # what its folder or download name says (learners.who_of)
+    match: Match | None = None     # how the roster matched it (None without a roster)
+    digest: str = ""               # sha256 of its bytes
+    same_as: list = field(default_factory=list)  # other learners' submissions with these bytes
 
     @property
     def points(self) -> float:
@@ -118,6 +126,9 @@ class Options:
     progress: bool = True
     seed: int | None = None               # the case seed; None: a fresh one per run
     default_lesson: str | None = None     # the lesson of a submission that names none (Gradescope)
+    lessons: tuple | None = None          # the assignment's lessons; None: the lessons most
+                                          # learners handed in (set by grade() to what it used)
+    roster: Roster | None = None          # ties files to learners (learners.match)
 
     def case_seed(self) -> int:
         """The run's case seed (drawn once, never the published one unless asked for)."""
@@ -143,61 +154,170 @@ def draw_seed() -> int:
 # --------------------------------------------------------------------------- discovery
 
 def learner_of(given: str, path: Path) -> str:
-    """Who a submission belongs to: the first folder under the folder given
-    (``submitted/<learner>/03_dropout.ipynb``, nbgrader's layout), else the file's stem."""
-    p = Path(given)
-    if p.is_dir():
-        try:
-            parts = Path(path).relative_to(p).parts
-        except ValueError:
-            parts = ()
-        if len(parts) > 1:
-            return parts[0]
-    return Path(path).stem
+    """Who a submission belongs to, without a roster: the first folder under the folder given
+    (``submitted/<learner>/03_dropout.ipynb``, nbgrader's layout; a Moodle folder name gives
+    the person's name), else the learner an LMS download name gives (Canvas, Moodle,
+    Blackboard), else the file's stem. See :mod:`helpers.grading.learners`."""
+    return who_of(given, path).name
+
+
+@dataclass
+class Found:
+    """One thing found under the paths given: a submission, or something that is not one."""
+
+    label: str                    # the path as given / found under a folder given
+    path: Path
+    who: Who
+    given: str                    # the PATH argument it was found under
+    parts: tuple = ()             # its path below that folder (empty: the file was given)
+    problem: str = ""             # why it is not read (a symlink, a FIFO...), else ""
+
+
+SKIP_DIRS = (".ipynb_checkpoints", "__MACOSX")
+MAX_READ = 60_000_001
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def _link_problem(full: Path) -> str:
+    try:
+        target = os.readlink(full)
+    except OSError:
+        target = "?"
+    what = "a folder" if os.path.isdir(full) else "a file" if os.path.exists(full) else "nothing"
+    return (f"not graded: {full.name} is a symbolic link (to {what}: {target}), not a notebook; "
+            "the grader reads regular files only and did not follow it")
 
 
 def discover(paths) -> list[tuple[str, Path]]:
-    """``(label, path)`` of every submission, in the order given (folders: sorted, recursive)."""
-    return [(label, full) for label, full, _ in _discover(paths)]
+    """``(label, path)`` of every submission, in the order given (folders: sorted, recursive);
+    symlinks, FIFOs and devices are listed too (they get an error row)."""
+    return [(f.label, f.path) for f in _discover(paths)]
 
 
-def _discover(paths) -> list[tuple[str, Path, str]]:
-    """``(label, path, learner)`` of every submission (see :func:`discover`)."""
+def _walk(top: Path, given: str) -> list[Found]:
+    """Notebooks under the folder ``top``, without following a symlink: a symlinked folder or
+    ``*.ipynb``, a FIFO or a device named ``*.ipynb`` is listed with its problem."""
+    items: list[Found] = []
+
+    def visit(folder: Path, rel: tuple):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            items.append(Found(os.path.join(given, *rel), folder, who_of(given, folder), given, rel,
+                               f"not graded: the folder could not be read ({e.strerror})"))
+            return
+        for e in entries:
+            r = rel + (e.name,)
+            label = os.path.join(str(given), *r)
+            full = Path(e.path)
+            if e.name in SKIP_DIRS:
+                continue
+            if e.is_symlink():
+                if e.name.endswith(".ipynb") or os.path.isdir(full):
+                    items.append(Found(label, full, who_of(given, full), given, r, _link_problem(full)))
+                continue
+            try:
+                mode = e.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                visit(full, r)
+            elif e.name.endswith(".ipynb"):
+                problem = "" if stat.S_ISREG(mode) else \
+                    f"not graded: {e.name} is {_kind(mode)}, not a notebook file"
+                items.append(Found(label, full, who_of(given, full), given, r, problem))
+
+    visit(top, ())
+    items.sort(key=lambda f: f.parts)
+    return items
+
+
+def _discover(paths) -> list[Found]:
+    """Every submission under ``paths`` (see :func:`discover`)."""
     found, seen = [], set()
     for given in paths:
         p = Path(given)
         if p.is_dir():
-            items = []
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if d != ".ipynb_checkpoints")
-                for f in filenames:
-                    if f.endswith(".ipynb"):
-                        full = Path(dirpath) / f
-                        items.append((os.path.join(str(given), str(full.relative_to(p))), full))
-            items.sort(key=lambda t: Path(t[1]).relative_to(p).parts)
-        elif p.exists() or p.is_symlink():
-            items = [(str(given), p)]
+            items = _walk(p, str(given))
+        elif os.path.lexists(p):
+            problem = ""
+            if p.is_symlink():
+                problem = _link_problem(p)
+            else:
+                mode = os.lstat(p).st_mode
+                if not stat.S_ISREG(mode):
+                    problem = f"not graded: {p.name} is {_kind(mode)}, not a notebook file"
+            items = [Found(str(given), p, who_of(str(given), p), str(given), (), problem)]
         else:
             raise UsageError(f"no such file or folder: {given}")
-        for label, full in items:
-            key = os.path.realpath(full)
+        for f in items:
+            # the same path given twice is one submission; two files with the same bytes
+            # (a copy, a hard link) are two, both graded and flagged
+            key = os.path.realpath(f.path) if not f.problem else ("problem", f.label)
             if key not in seen:
                 seen.add(key)
-                found.append((label, full, learner_of(str(given), full)))
+                found.append(f)
     if not found:
         raise UsageError("no notebooks (*.ipynb) found in " + ", ".join(map(str, paths)))
     return found
 
 
-def _read(path: Path) -> bytes | SubmissionError:
+def _open_below(f: Found) -> int:
+    """A read-only descriptor of ``f``'s file, opened one component at a time below the folder
+    given with O_NOFOLLOW: a symlink put anywhere on the way (after the walk) is refused."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not f.parts:
+        return os.open(f.path, flags)
+    fd = os.open(f.given, os.O_RDONLY | os.O_DIRECTORY)  # the folder given (the grader's choice)
     try:
-        if not path.is_file():
-            return SubmissionError("not a regular file")
-        with open(path, "rb") as f:
-            data = f.read(60_000_001)
-        return data
+        for part in f.parts[:-1]:
+            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return os.open(f.parts[-1], flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path | Found) -> bytes | SubmissionError:
+    """The bytes of a regular file (never through a symlink), else a SubmissionError."""
+    f = path if isinstance(path, Found) else Found(str(path), Path(path), Who("", ""), str(path))
+    if f.problem:
+        return SubmissionError(f.problem)
+    try:
+        fd = _open_below(f)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            return SubmissionError(f"not graded: {f.path.name} is, or lies under, a symbolic link; "
+                                   "the grader reads regular files only")
+        return SubmissionError(f"the file could not be read ({e.strerror})")
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return SubmissionError(f"not graded: {f.path.name} is {_kind(mode)}, not a notebook file")
+        chunks, size = [], 0
+        while size < MAX_READ:
+            b = os.read(fd, min(1 << 20, MAX_READ - size))
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
+        return b"".join(chunks)
     except OSError as e:
         return SubmissionError(f"the file could not be read ({e.strerror})")
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- judging
@@ -394,6 +514,8 @@ class _Job:
     result: Result
     ref: Reference | None = None
     answers: dict = field(default_factory=dict)
+    lesson_rule: str = ""         # how its lesson was found (for the wrong-lesson message)
+    error: str = ""               # why it could not be read or parsed, if it could not
 
 
 def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
@@ -406,13 +528,18 @@ def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
             raise data
         nb = parse_notebook(data)
         lesson = lesson_of(nb, path.name)
+        if lesson is not None:
+            job.lesson_rule = ("its file name says so" if lesson_of(nb, "") is None
+                               else "its notebook metadata says so")
         if lesson is None:
             lesson, rule = infer_lesson(nb, path.name)
+            job.lesson_rule = rule
             if lesson is not None:
                 res.notes.append(f"graded as lesson {lesson}: the notebook's metadata names no "
                                  f"lesson and its file name does not start with one; {rule}")
         if lesson is None and opts.default_lesson:
             lesson = opts.default_lesson
+            job.lesson_rule = "the lesson of the assignment"
             res.notes.append(f"graded as lesson {lesson}, the lesson of this assignment (neither "
                              "the notebook's metadata nor its file name names a lesson)")
         if lesson is None:
@@ -443,6 +570,9 @@ def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
                     "it still held the stub)")
     except SubmissionError as e:
         res.lesson = lesson or ""
+        job.error = str(e)
+        if lesson and not job.lesson_rule:
+            job.lesson_rule = "its file name says so"
         exercises = _lesson_exercises(lesson) if lesson else []
         msg = str(e)
         if exercises:
@@ -549,19 +679,94 @@ def _hide_targets(opts: Options, submissions) -> tuple[list[Path], list[Path]]:
     return sorted(dirs), sorted(files)
 
 
+def assignment_lessons(jobs, opts: Options) -> tuple:
+    """The assignment's lessons: ``opts.lessons`` when given, else the one lesson of a
+    Gradescope assignment (``opts.default_lesson``), else every lesson handed in by at least
+    half as many learners as the lesson most learners handed in (one stray file of another
+    lesson does not add a lesson to the class's grades; an assignment of two lessons that some
+    learners only half finished keeps both)."""
+    if opts.lessons:
+        return tuple(sorted(opts.lessons))
+    if opts.default_lesson:
+        return (opts.default_lesson,)
+    learners: dict[str, set] = {}
+    for j in jobs:
+        lesson = j.result.lesson
+        if lesson in course.LESSONS:
+            learners.setdefault(lesson, set()).add(j.result.learner or j.result.submission)
+    if not learners:
+        return ()
+    top = max(len(v) for v in learners.values())
+    return tuple(sorted(lesson for lesson, v in learners.items() if 2 * len(v) >= top))
+
+
+def _not_in_assignment(job: _Job, lessons: tuple) -> None:
+    """Turn a submission of a lesson outside the assignment into one ``error`` row."""
+    res = job.result
+    lesson = res.lesson
+    stem = course.LESSONS.get(lesson, (lesson,))[0]
+    which = "lesson " + ", ".join(lessons) if lessons else "no lesson"
+    how = f": {job.lesson_rule}" if job.lesson_rule else ""
+    if job.error and job.lesson_rule == "its file name says so":
+        msg = (f"{job.error} (its file name names lesson {lesson}, {stem}; this assignment is "
+               f"{which})")
+    else:
+        msg = (f"not graded: this notebook is lesson {lesson} ({stem}){how}. This assignment "
+               f"is {which}: hand in its notebook")
+    res.rows = [Row(res.submission, lesson, "-", 0, 0, "error", msg)]
+    res.names = {}
+    res.notes = []
+    res.exercise_notes = {}
+    job.ref = None
+    job.answers = {}
+
+
+def _flag_same_bytes(jobs) -> None:
+    """Submissions of different learners with the same bytes: each lists the others in
+    ``same_as`` (shown in gradebook.csv's message); all are graded. Untouched stub notebooks
+    (nothing answered) are not flagged: handing in nothing is not copying."""
+    groups: dict[str, list] = {}
+    for j in jobs:
+        if j.result.digest:
+            groups.setdefault(j.result.digest, []).append(j)
+    for group in groups.values():
+        if len({j.result.learner for j in group}) < 2:
+            continue
+        if all(j.answers and all(a.status == "missing" for a in j.answers.values()) for j in group):
+            continue
+        for j in group:
+            j.result.same_as = [o.result.submission for o in group
+                                if o.result.learner != j.result.learner]
+
+
 def grade(paths, opts: Options) -> list[Result]:
     """Grade every submission under ``paths``; returns one Result per submission, in order."""
     found = _discover(paths)
-    subs = [(label, p) for label, p, _ in found]
+    subs = [(f.label, f.path) for f in found]
     opts.case_seed()
-    datas = [_read(p) for _, p in subs]           # every byte read before any learner code runs
+    datas = [_read(f) for f in found]             # every byte read before any learner code runs
     refs: dict = {}
-    jobs = [prepare(label, p, d, refs, opts) for (label, p), d in zip(subs, datas)]
-    for j, (_, _, who) in zip(jobs, found):
-        j.result.seed = opts.case_seed()
-        j.result.learner = who
+    jobs = [prepare(f.label, f.path, d, refs, opts) for f, d in zip(found, datas)]
+    for j, f, d in zip(jobs, found, datas):
+        r = j.result
+        r.seed = opts.case_seed()
+        r.who = f.who
+        r.learner = f.who.name
+        if opts.roster is not None:
+            if not isinstance(opts.roster, Roster):  # a plain {learner: student id}
+                opts.roster = Roster([Entry(k, v) for k, v in opts.roster.items()])
+            r.match = match(opts.roster, f.who)
+            if r.match.entry is not None:
+                r.learner = r.match.entry.label
+        if isinstance(d, bytes):
+            r.digest = hashlib.sha256(d).hexdigest()
+    opts.lessons = assignment_lessons(jobs, opts)
+    for j in jobs:
+        if j.result.lesson and j.result.lesson not in opts.lessons:
+            _not_in_assignment(j, opts.lessons)
+    _flag_same_bytes(jobs)
     level = sandbox.detect(opts.isolation)
-    hide_dirs, hide_files = _hide_targets(opts, subs)
+    hide_dirs, hide_files = _hide_targets(opts, [(f.label, f.path) for f in found if not f.problem])
     if level in (sandbox.LEVEL_BWRAP, sandbox.LEVEL_BWRAP_UID):
         # the allow-list must not hold a folder the kernel may not see (a Python environment
         # that contains the solutions, say): then the deny-list level runs instead
