@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -146,9 +147,10 @@ class Options:
 
 
 def draw_seed() -> int:
-    """A fresh case seed: any 31-bit number but the published one (0)."""
+    """A fresh case seed: a 31-bit number of at least nine digits (never the published 0), so
+    that its digits can be scrubbed from every text a learner reads without touching others."""
     import secrets
-    return 1 + secrets.randbelow(2**31 - 2)
+    return 10**8 + secrets.randbelow(2**31 - 10**8)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -484,6 +486,8 @@ def _cause(run: _Run, before: int, limit: float) -> str:
             return f"the kernel died in {_where(info, None)}"
         if e.get("kind") == "timeout":
             return f"the kernel was stopped after {_where(info, None)} timed out"
+    if run.run.write_capped:
+        return run.run.write_capped
     if run.run.timed_out:
         return f"the submission exceeded {limit:g} s"
     return "the grading run stopped early: " + _log_reason(run.run)
@@ -616,6 +620,8 @@ def run_job(job: _Job, opts: Options, level: str, stage_root: Path, slot_uid,
                                  uid=slot_uid, hide_dirs=hide_dirs, hide_files=hide_files,
                                  seed=opts.case_seed())
         shutil.rmtree(stage, ignore_errors=True)
+        if r.write_capped and r.write_capped not in res.notes:
+            res.notes.append(r.write_capped)
         if not any(e.get("event") == "start" for e in r.events):
             print(f"grade: could not run {res.submission}: {_log_reason(r, detail=True)}",
                   file=sys.stderr)
@@ -786,10 +792,14 @@ def grade(paths, opts: Options) -> list[Result]:
         print(f"grade: isolation: process only ({why}): submissions run in "
               "separate processes with limits, but can read and write what this user can",
               file=sys.stderr)
+    if level == sandbox.LEVEL_UID:
+        print("grade: isolation: uid-only (no Linux namespaces here): each kernel runs as a uid "
+              "of its own, the course, solutions, submissions and output folders are closed to "
+              "it, and its processes are killed before results are written", file=sys.stderr)
     opts.out.mkdir(parents=True, exist_ok=True)
     runnable = [j for j in jobs if j.ref is not None]
     n_workers = max(1, min(opts.jobs, len(runnable) or 1))
-    pool = sandbox.UidPool(n_workers) if level in (sandbox.LEVEL_NS_UID, sandbox.LEVEL_BWRAP_UID) else None
+    pool = sandbox.UidPool(n_workers) if level in sandbox.UID_LEVELS else None
     stage_root = Path(tempfile.mkdtemp(prefix="course-grade-"))
     os.chmod(stage_root, 0o700)
     bar = None
@@ -821,19 +831,25 @@ def grade(paths, opts: Options) -> list[Result]:
                 pool.give(uid)
             tick()
 
+    # uid-only: the folders and files a kernel must not see are closed to its uid meanwhile
+    guard = (sandbox.protect(hide_dirs + [Path(p) for p in paths if Path(p).is_dir()], hide_files)
+             if level == sandbox.LEVEL_UID else contextlib.nullcontext())
     try:
-        for j in jobs:
-            if j.ref is None:
-                j.result.isolation = level
-                tick()
-        if n_workers == 1:
-            for j in runnable:
-                work(j)
-        else:
-            with ThreadPoolExecutor(max_workers=n_workers) as ex:
-                list(ex.map(work, runnable))
+        with guard:
+            for j in jobs:
+                if j.ref is None:
+                    j.result.isolation = level
+                    tick()
+            if n_workers == 1:
+                for j in runnable:
+                    work(j)
+            else:
+                with ThreadPoolExecutor(max_workers=n_workers) as ex:
+                    list(ex.map(work, runnable))
     finally:
         if bar is not None:
             bar.close()
         shutil.rmtree(stage_root, ignore_errors=True)
-    return [j.result for j in jobs]
+    results = [j.result for j in jobs]
+    sandbox.scrub_results(results, opts.case_seed())  # the seed stays in gradebook.csv/stdout
+    return results

@@ -23,9 +23,24 @@ The levels, chosen once per grading run by :func:`detect` (the first that works)
   PID namespace ends and every process the submission started is killed.
 - ``namespaces`` (non-root with unprivileged user namespaces): the same, without the uid
   change (the kernel keeps the grading user's rights outside the hidden paths).
+- ``uid-only`` (Linux, root, where no namespace can be created: a container under Docker's
+  default seccomp profile, as Gradescope's may be): the kernel runs as an unprivileged uid of
+  its own (``setgroups([])``, ``setregid``/``setreuid`` in the child, no new privileges), in a
+  scratch folder owned by that uid. Before any kernel starts, :func:`protect` takes every
+  permission of "other" off the folders the kernel must not see (the course source around the
+  ``helpers`` it imports, the solutions, the submissions, the output folder; their modes are
+  put back afterwards), so the uid can neither read nor write them. When a run ends, every
+  process of that uid is killed (:func:`kill_uid`: ``kill(-1)`` from the uid itself, then
+  ``/proc`` scanned until none is left, ``setsid`` daemons included) and every file it left in
+  ``/tmp``, ``/var/tmp`` and ``/dev/shm`` is removed, before any result is written.
+  ``COURSE_GRADE_NO_NAMESPACES=1`` makes the namespace probes fail (tests simulate such a
+  container with it); ``detect("uid")`` asks for this level.
 - ``process only``: a plain child process in a scratch folder of its own.
 
-All levels: resource limits (address space, file size, CPU time, no core files), a
+All levels: resource limits (address space, file size, CPU time, no core files), a write cap
+(:attr:`Limits.write_bytes`: the scratch folder, plus at the uid-only level the uid's files in
+``/tmp``, ``/var/tmp`` and ``/dev/shm``, measured every :data:`WATCH_PERIOD` seconds; the
+namespace levels' ``/tmp`` and scratch folder are size-limited file systems), a
 minimal environment with ``HOME`` etc. in the scratch folder and one thread, a per-cell
 timeout (nbval) and a wall-clock limit on the whole run (the process tree is killed).
 The plugin's results come back through an inherited file descriptor, never through a file
@@ -42,6 +57,7 @@ except ImportError:  # Windows
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -53,7 +69,13 @@ LEVEL_BWRAP_UID = "bubblewrap+uid"
 LEVEL_BWRAP = "bubblewrap"
 LEVEL_NS_UID = "namespaces+uid"
 LEVEL_NS = "namespaces"
+LEVEL_UID = "uid-only"
 LEVEL_PROCESS = "process only"
+UID_LEVELS = ("bubblewrap+uid", "namespaces+uid", "uid-only")
+NO_NAMESPACES_ENV = "COURSE_GRADE_NO_NAMESPACES"   # "1": behave as where namespaces are forbidden
+WATCH_PERIOD = 0.1                                  # seconds between two write-cap measurements
+MAX_WRITTEN_FILES = 20_000                          # files a run may create (scratch and /tmp)
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # world-writable folders (uid-only)
 
 SCRATCH_IN_NS = "/tmp/submission"
 TMPFS_SIZE = "512m"
@@ -66,7 +88,8 @@ class Limits:
     cell_timeout: float = 60.0
     run_timeout: float = 300.0
     memory_bytes: int = 6 * 2**30
-    file_bytes: int = 256 * 2**20
+    file_bytes: int = 256 * 2**20   # one file (RLIMIT_FSIZE)
+    write_bytes: int = 200 * 2**20  # everything a run writes (scratch, and /tmp at uid-only)
     nproc: int = 512
 
 
@@ -77,6 +100,7 @@ class RunResult:
     timed_out: bool = False                      # the whole run hit run_timeout
     elapsed: float = 0.0
     log_tail: str = ""
+    write_capped: str = ""                       # why the write cap stopped the run, or ""
 
 
 # --------------------------------------------------------------------------- capability
@@ -98,21 +122,33 @@ def _needed_paths() -> list[Path]:
     return sorted(paths)
 
 
+def namespaces_forbidden() -> bool:
+    """True when ``COURSE_GRADE_NO_NAMESPACES`` asks to behave as in a container that forbids
+    namespaces (every bubblewrap and ``unshare`` probe then fails)."""
+    return os.environ.get(NO_NAMESPACES_ENV, "").strip() not in ("", "0")
+
+
 def detect(want: str = "auto") -> str:
-    """The isolation level this machine supports (``want``: auto, bubblewrap, namespaces,
-    process). ``auto`` takes the best that works; ``bubblewrap`` and ``namespaces`` never
-    fall back to a weaker level than asked for (the caller reports it)."""
+    """The isolation level this machine supports (``want``: auto, bubblewrap, namespaces, uid,
+    process). ``auto`` takes the best that works; ``bubblewrap``, ``namespaces`` and ``uid``
+    never fall back to a weaker level than asked for (the caller reports it)."""
     if want == "process":
         return LEVEL_PROCESS
     if want in _DETECTED:
         return _DETECTED[want]
+    if want == "uid":
+        level = LEVEL_UID if _detect_uid() else LEVEL_PROCESS
+        _DETECTED[want] = level
+        return level
     level = LEVEL_PROCESS
+    forbidden = namespaces_forbidden()
     if want in ("auto", "bubblewrap"):
-        level = _detect_bwrap() or LEVEL_PROCESS
+        level = (None if forbidden else _detect_bwrap()) or LEVEL_PROCESS
         if level != LEVEL_PROCESS or want == "bubblewrap":
             _DETECTED[want] = level
             return level
-    if sys.platform.startswith("linux") and shutil.which("unshare") and shutil.which("mount"):
+    if (not forbidden and sys.platform.startswith("linux") and shutil.which("unshare")
+            and shutil.which("mount")):
         root = os.geteuid() == 0
         probe = ("set -e; mount --make-rprivate /; "
                  + ("ip link set lo up; " if shutil.which("ip") else "")
@@ -126,8 +162,27 @@ def detect(want: str = "auto") -> str:
             cmd = _unshare_cmd(not root) + ["sh", "-c", probe + "exec " + " ".join(_drop_caps_args()) + " true"]
             if _quiet(cmd):
                 level = LEVEL_NS
+    if level == LEVEL_PROCESS and want == "auto" and _detect_uid():
+        level = LEVEL_UID
     _DETECTED[want] = level
     return level
+
+
+def _detect_uid() -> bool:
+    """Root on Linux, and Python with ``helpers`` runs as an unprivileged uid of its own."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or not hasattr(os, "setresuid"):
+        return False
+    uid = _base_uid()
+    code = ("import importlib.util as u, os; assert u.find_spec('helpers') is not None; "
+            f"assert os.getuid() == os.geteuid() == {uid} and os.getgroups() == []")
+    try:
+        with protect([], []):
+            return subprocess.run([sys.executable, "-I", "-c", code], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=60, cwd="/", env=_env("/"),
+                                  user=uid, group=uid, extra_groups=[],
+                                  preexec_fn=_no_new_privs).returncode == 0
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return False
 
 
 def _quiet(cmd, env=None) -> bool:
@@ -163,6 +218,307 @@ def _drop_caps_args() -> list[str]:
 def _setpriv_args(uid: int) -> list[str]:
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+
+def _libc_prctl():
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except Exception:  # noqa: BLE001 - not Linux / no libc: nothing to set
+        return None
+
+
+_PRCTL = _libc_prctl() if sys.platform.startswith("linux") else None
+
+
+def _no_new_privs() -> None:
+    """In the child, after the uid change: no privileges from setuid binaries ever again."""
+    if _PRCTL is not None:
+        _PRCTL(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+
+
+# --------------------------------------------------------------------------- uid-only
+
+def _proc_uids(pid: str):
+    """``(state, {real, effective, saved, fs uid})`` of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    state, uids = "", set()
+    for line in text.splitlines():
+        if line.startswith("State:"):
+            state = line.split()[1] if len(line.split()) > 1 else ""
+        elif line.startswith("Uid:"):
+            uids = {int(x) for x in line.split()[1:]}
+    return state, uids
+
+
+def uid_processes(uid: int) -> list[int]:
+    """Live (not zombie) processes any of whose uids is ``uid``."""
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for d in names:
+        if d.isdigit():
+            got = _proc_uids(d)
+            if got and uid in got[1] and got[0] not in ("Z", "X"):
+                out.append(int(d))
+    return out
+
+
+def kill_uid(uid: int, deadline_s: float = 20.0) -> bool:
+    """SIGKILL every process of ``uid`` (``setsid`` daemons and double forks included) and
+    return True once none is left. First a child that becomes ``uid`` calls ``kill(-1,
+    SIGKILL)`` (the kernel signals every process of the uid at once, so a fork loop cannot
+    outrun it); then ``/proc`` is scanned and what is left is killed, until a scan finds none."""
+    if os.name == "nt" or os.geteuid() != 0:
+        return True
+    end = time.monotonic() + deadline_s
+    rounds = 0
+    while True:
+        if rounds < 3:
+            try:
+                pid = os.fork()
+            except OSError:
+                pid = -1
+            if pid == 0:  # the child: become the uid, signal all of its processes, leave
+                try:
+                    os.setgroups([])
+                    os.setresgid(uid, uid, uid)
+                    os.setresuid(uid, uid, uid)
+                    os.kill(-1, signal.SIGKILL)
+                finally:
+                    os._exit(0)
+            if pid > 0:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+        left = uid_processes(uid)
+        if not left:
+            return True
+        for p in left:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        rounds += 1
+        if time.monotonic() > end:
+            return not uid_processes(uid)
+        time.sleep(0.01 if rounds < 10 else 0.05)
+
+
+def _uid_tmp_entries(uid: int) -> list[Path]:
+    """What ``uid`` left in the world-writable folders: their entries it owns, and those one
+    level down in a world-writable folder of someone else (``/tmp/.X11-unix`` and the like)."""
+    out = []
+    for top in SHARED_TMP:
+        todo = [(Path(top), 0)]
+        while todo:
+            d, depth = todo.pop()
+            try:
+                names = os.listdir(d)
+            except OSError:
+                continue
+            for n in names:
+                p = d / n
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+                if st.st_uid == uid:
+                    out.append(p)
+                elif depth == 0 and stat.S_ISDIR(st.st_mode) and st.st_mode & 0o002:
+                    todo.append((p, 1))
+    return out
+
+
+def _bytes_in(paths, limit_files: int) -> tuple[int, int]:
+    """``(bytes, files)`` under ``paths`` (disk blocks or size, the larger; links not followed);
+    stops counting past ``limit_files`` entries."""
+    total, files = 0, 0
+    todo = list(paths)
+    while todo:
+        p = todo.pop()
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        files += 1
+        if files > limit_files:
+            break
+        total += max(st.st_size if stat.S_ISREG(st.st_mode) else 0, st.st_blocks * 512)
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                todo += [os.path.join(p, n) for n in os.listdir(p)]
+            except OSError:
+                pass
+    return total, files
+
+
+def written(scratch: Path | None, uid: int | None) -> tuple[int, int]:
+    """``(bytes, files)`` a run has written: its scratch folder, and at the uid-only level what
+    its uid owns in the world-writable folders."""
+    paths = [str(scratch)] if scratch is not None else []
+    if uid is not None:
+        paths += [str(p) for p in _uid_tmp_entries(uid)]
+    return _bytes_in(paths, MAX_WRITTEN_FILES)
+
+
+def remove_uid_files(uid: int) -> None:
+    """Delete what ``uid`` left in ``/tmp``, ``/var/tmp``, ``/dev/shm`` (after :func:`kill_uid`)."""
+    for p in _uid_tmp_entries(uid):
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
+        except OSError:
+            pass
+
+
+class Protected:
+    """Takes the permissions of "other" off folders and files for the duration of a grading
+    run at the uid-only level (a kernel's uid is "other" to everything on the host), and puts
+    the modes back afterwards. A folder that holds a path the kernel must keep using (Python,
+    the ``helpers`` it imports) keeps only "other may traverse" (``o=x``, no listing), and the
+    same rule applies inside it, down to the kept paths, which are left as they are."""
+
+    def __init__(self, dirs, files, keep):
+        self.dirs = [Path(d) for d in dirs]
+        self.files = [Path(f) for f in files]
+        self.keep = [Path(k).resolve() for k in keep]
+        self.changed: list[tuple[Path, int, int]] = []   # (path, old mode, new mode)
+
+    def _set(self, p: Path, new_other: int) -> None:
+        try:
+            st = os.lstat(p)
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            return  # a link has no mode of its own; what it points to is protected by name
+        old = stat.S_IMODE(st.st_mode)
+        new = (old & ~0o007) | new_other
+        if new != old:
+            os.chmod(p, new)
+            self.changed.append((p, old, new))
+
+    def _close(self, d: Path) -> None:
+        d = d.resolve() if d.exists() else d
+        if any(k == d or _is_within(d, k) for k in self.keep):
+            return  # Python or helpers itself: never closed
+        inner = [k for k in self.keep if _is_within(k, d) and k != d]
+        if not inner:
+            self._set(d, 0)
+            return
+        try:
+            closed = not (os.stat(d).st_mode & 0o007)
+        except OSError:
+            return
+        self._set(d, 0o001)  # traverse only, towards the kept paths
+        if closed:
+            # a folder that was already closed to others (a home folder holding Python, as
+            # pyenv installs it) is opened for traversal only; its contents keep their modes
+            return
+        try:
+            children = list(d.iterdir())
+        except OSError:
+            return
+        for c in children:
+            if c.is_symlink():
+                continue
+            self._close(c)
+
+    def __enter__(self):
+        try:
+            for d in self.dirs:
+                if d.exists():
+                    self._close(d)
+            for f in self.files:
+                if f.exists() and not f.is_symlink():
+                    if not any(_is_within(f.resolve(), k) for k in self.keep):
+                        self._set(f, 0)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for p, old, new in reversed(self.changed):
+            try:
+                if stat.S_IMODE(os.lstat(p).st_mode) == new:  # nobody changed it since
+                    os.chmod(p, old)
+            except OSError:
+                pass
+        self.changed = []
+        return False
+
+
+def _blocking_ways(keep) -> list[Path]:
+    """Folders on the way to a kept path that "other" cannot traverse (``/root`` when Python
+    lives in it): :class:`Protected` opens them for traversal only."""
+    out = set()
+    for k in keep:
+        for a in reversed(Path(k).parents):
+            try:
+                if a != Path("/") and not (os.stat(a).st_mode & 0o001):
+                    out.add(a)
+            except OSError:
+                break
+    return sorted(out)
+
+
+def protect(dirs, files) -> Protected:
+    """A :class:`Protected` for the uid-only level, keeping what a kernel needs (Python and
+    the ``helpers`` folders)."""
+    keep = _needed_paths()
+    return Protected(list(dirs) + _blocking_ways(keep), files, keep)
+
+
+_HANDED_OUT: set = set()
+
+
+def kill_all_job_uids() -> bool:
+    """:func:`kill_uid` for every uid this grading process has handed to a job (the last
+    thing before results are written)."""
+    ok = True
+    for uid in sorted(_HANDED_OUT):
+        ok = kill_uid(uid) and ok
+    return ok
+
+
+# --------------------------------------------------------------------------- the seed
+
+MIN_SCRUBBED_SEED = 10**6   # shorter seeds (given by hand with --seed) are not scrubbed
+
+
+def scrub_seed(text, seed) -> str:
+    """``text`` without the case seed (decimal or hex): for every text a learner reads. Seeds
+    drawn by the grader are at least 10**8, so the digits cannot be part of a hint by chance."""
+    if not isinstance(text, str) or seed is None:
+        return text
+    seed = int(seed)
+    if seed < MIN_SCRUBBED_SEED:
+        return text
+    for form in {str(seed), f"{seed:x}", f"{seed:X}", f"{seed:#x}"}:
+        text = text.replace(form, "[seed hidden]")
+    return text
+
+
+def scrub_results(results, seed) -> None:
+    """Scrub the seed from every text of graded results that reaches a learner (row messages,
+    submission and exercise notes); ``Result.seed`` itself stays, for the gradebook."""
+    for r in results:
+        for row in getattr(r, "rows", []):
+            row.message = scrub_seed(row.message, seed)
+        if getattr(r, "notes", None):
+            r.notes[:] = [scrub_seed(n, seed) for n in r.notes]
+        for k, v in list((getattr(r, "exercise_notes", None) or {}).items()):
+            r.exercise_notes[k] = [scrub_seed(n, seed) for n in v]
 
 
 # --------------------------------------------------------------------------- bubblewrap
@@ -442,8 +798,9 @@ def _env(scratch: str, seed: int | None = None) -> dict:
     return env
 
 
-def _limits_fn(limits: Limits, with_nproc: bool):
-    """The child's resource limits (POSIX; a limit the platform refuses is skipped)."""
+def _limits_fn(limits: Limits, with_nproc: bool, no_new_privs: bool = False):
+    """The child's resource limits (POSIX; a limit the platform refuses is skipped), and with
+    ``no_new_privs`` no privileges from setuid binaries (set after the uid change)."""
     if resource is None:
         return None
     cpu = int(limits.run_timeout * 2 + 30)
@@ -463,6 +820,8 @@ def _limits_fn(limits: Limits, with_nproc: bool):
                 resource.setrlimit(res, (value, value))
             except (ValueError, OSError):
                 pass
+        if no_new_privs:
+            _no_new_privs()
     return set_limits
 
 
@@ -474,8 +833,8 @@ _LAUNCHER = ("import importlib.util as u, sys; "
              "s.loader.exec_module(m); import pytest; sys.exit(pytest.main(sys.argv[1:]))")
 
 
-def _pytest_args(limits: Limits) -> list[str]:
-    plugin = str(Path(__file__).resolve().with_name("plugin.py"))
+def _pytest_args(limits: Limits, plugin: str | None = None) -> list[str]:
+    plugin = plugin or str(Path(__file__).resolve().with_name("plugin.py"))
     return [sys.executable, "-I", "-c", _LAUNCHER, plugin,
             "-p", "no:cacheprovider", "-p", "course_grade_plugin", "-p", "nbval",
             "-q", "--color=no", "-o", "addopts=",
@@ -554,19 +913,36 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
     rfd = os.open(results_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
     lfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        scratch = None          # the scratch folder as the grader sees it (write cap)
+        juid = uid if level in UID_LEVELS else None
         if level in (LEVEL_BWRAP, LEVEL_BWRAP_UID):
             scratch = _make_scratch(stage, inp)
             juid = uid if level == LEVEL_BWRAP_UID else None
             if juid is not None:
-                for dirpath, dirnames, filenames in os.walk(scratch):
-                    os.chown(dirpath, juid, juid)
-                    for f in filenames:
-                        os.chown(os.path.join(dirpath, f), juid, juid)
+                _chown_tree(scratch, juid)
                 # bwrap enters it before setpriv, as root without capabilities: let it traverse
                 os.chmod(scratch, 0o711)
             env = _env(SCRATCH_IN_NS, seed)
             cmd = bwrap_cmd(stage, scratch, juid) + _pytest_args(limits)
             cwd = str(stage)
+        elif level == LEVEL_UID:
+            if uid is None:
+                raise ValueError("the uid-only level needs a uid")
+            # the way to the scratch folder: traversable, not listable; the folder: the uid's
+            os.chmod(stage.parent, 0o711)
+            os.chmod(stage, 0o711)
+            scratch = _make_scratch(stage, inp)
+            _chown_tree(scratch, uid)
+            # the pytest process runs as the uid too: it loads the plugin from a copy it may
+            # read (the course source it comes from is closed to the uid)
+            pdir = stage / "plugin"
+            pdir.mkdir(mode=0o755)
+            plugin = pdir / "plugin.py"
+            shutil.copy(Path(__file__).resolve().with_name("plugin.py"), plugin)
+            os.chmod(plugin, 0o644)
+            env = _env(str(scratch), seed)
+            cmd = _pytest_args(limits, str(plugin))
+            cwd = str(scratch)
         elif level == LEVEL_PROCESS:
             scratch = _make_scratch(stage, inp)
             env = _env(str(scratch), seed)
@@ -587,19 +963,27 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
         else:
             env["COURSE_GRADE_RESULTS_FD"] = str(rfd)
             extra = {"pass_fds": (rfd,), "start_new_session": True,
-                     "preexec_fn": _limits_fn(limits, level in (LEVEL_NS_UID, LEVEL_BWRAP_UID))}
+                     "preexec_fn": _limits_fn(limits, level in UID_LEVELS,
+                                              no_new_privs=level == LEVEL_UID)}
+            if level == LEVEL_UID:  # done by subprocess in the child, before preexec_fn
+                extra.update(user=uid, group=uid, extra_groups=[])
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=lfd,
                                 stderr=subprocess.STDOUT, **extra)
         result = RunResult()
+        watch_uid = uid if level == LEVEL_UID else None
         try:
-            proc.wait(timeout=limits.run_timeout)
-        except subprocess.TimeoutExpired:
-            result.timed_out = True
+            _wait_watching(proc, limits, scratch, watch_uid, result)
         finally:
             # whatever is left (a kernel the plugin did not stop, a daemon): kill it
             _kill_tree(proc)
             proc.wait()
+            if juid is not None:
+                kill_uid(juid)
+            if watch_uid is not None:
+                if not result.write_capped:  # a last measurement (a write just before the end)
+                    _check_written(limits, scratch, watch_uid, result)
+                remove_uid_files(watch_uid)
         result.returncode = proc.returncode
         result.elapsed = time.monotonic() - t0
     finally:
@@ -608,6 +992,48 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
     result.events = read_events(results_path)
     result.log_tail = _tail(log_path)
     return result
+
+
+def _chown_tree(folder: Path, uid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(folder):
+        os.chown(dirpath, uid, uid)
+        for f in filenames:
+            os.chown(os.path.join(dirpath, f), uid, uid)
+
+
+def _check_written(limits: Limits, scratch, uid, result: RunResult) -> bool:
+    """True (and ``result.write_capped`` set) when the run wrote more than the cap allows."""
+    if scratch is None and uid is None:
+        return False
+    nbytes, nfiles = written(scratch, uid)
+    if nbytes > limits.write_bytes or nfiles > MAX_WRITTEN_FILES:
+        where = "its scratch folder and /tmp" if uid is not None else "its scratch folder"
+        result.write_capped = (f"the submission wrote more than {limits.write_bytes / 2**20:g} MiB "
+                               f"or {MAX_WRITTEN_FILES} files ({where}), the grader's write cap, "
+                               "and was stopped")
+        return True
+    return False
+
+
+def _wait_watching(proc, limits: Limits, scratch, uid, result: RunResult) -> None:
+    """Wait for ``proc`` within the run's time limit, measuring what it writes every
+    :data:`WATCH_PERIOD` seconds; past the write cap the run is killed at once."""
+    end = time.monotonic() + limits.run_timeout
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            result.timed_out = True
+            return
+        try:
+            proc.wait(timeout=min(WATCH_PERIOD, left))
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if _check_written(limits, scratch, uid, result):
+            _kill_tree(proc)
+            if uid is not None:
+                kill_uid(uid)
+            return
 
 
 def read_events(path: Path) -> list:
@@ -648,6 +1074,7 @@ class UidPool:
     def __init__(self, n: int):
         self._free = [_base_uid() + i for i in range(max(1, n))]
         self._lock = threading.Lock()
+        _HANDED_OUT.update(self._free)
 
     def take(self) -> int:
         with self._lock:
