@@ -15,6 +15,13 @@ from helpers.checks import get, run
 SEEDS = (0, 1, 7, 12345)
 
 
+def is_stub_verdict(v):
+    """The untouched stub: core reports it as `missing` ("not answered yet"); before the lead's
+    change of that contract it was an `error` saying "still the stub"."""
+    return (v.status == "missing" and "not answered" in v.message) or \
+        (v.status == "error" and "still the stub" in v.message)
+
+
 @pytest.fixture(params=SEEDS)
 def seed(request):
     """Every check test runs at several case seeds."""
@@ -92,7 +99,7 @@ def test_ex41_stub_is_reported(seed):
     def stub(*args, **kwargs):
         raise NotImplementedError("ex4.1: write your answer here")
     verdict, _ = run("ex4.1", stub, seed=seed)
-    assert verdict.status == "error" and "still the stub" in verdict.message
+    assert is_stub_verdict(verdict), verdict.text()
 
 
 # ------------------------------------------------------------------ ex4.1: mistakes
@@ -351,7 +358,7 @@ def test_ex42_stub_is_reported(seed):
             super().__init__()
             raise NotImplementedError("ex4.2: write your answer here")
     verdict, _ = run("ex4.2", Stub, seed=seed)
-    assert verdict.status == "error" and "still the stub" in verdict.message
+    assert is_stub_verdict(verdict), verdict.text()
 
     class WrongSignature(nn.Module):
         def __init__(self, num_features, momentum, eps):

@@ -23,15 +23,64 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.checks.core import (Fail, Raised, Value, as_array, capture, case_rng, close, exercise,
-                                 expect_array, match_mistake, max_err, unwrap)
+                                 expect_array, input_changed, inputs_after, match_mistake, max_err,
+                                 unwrap)
 
 RTOL, ATOL = 1e-5, 1e-6
 
-BN_FORBID = ("torch.nn.functional.batch_norm", "torch.batch_norm",
-             "torch.nn.modules.batchnorm._BatchNorm.forward")
+
+def _aten(*names):
+    return tuple(f"torch.ops.aten.{n}" for n in names)
+
+
+# Every batch-norm entry point of torch 2.13 (DESIGN.md's shortcut table, ex4.1-ex4.3): the
+# functional and module forms, the torch.* built-ins (torch.batch_norm is what F.batch_norm
+# reaches; the others are its pieces: statistics, elementwise normalisation, buffer update,
+# backward) and the aten ops. Instance norm is batch norm run per sample, so it is one too.
+BN_OPS = (
+    "torch.nn.functional.batch_norm",
+    "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d",
+    "torch.nn.LazyBatchNorm1d", "torch.nn.LazyBatchNorm2d", "torch.nn.LazyBatchNorm3d",
+    "torch.nn.SyncBatchNorm", "torch.nn.modules.batchnorm._BatchNorm",
+    "torch.nn.modules.batchnorm._BatchNorm.forward",
+    "torch.batch_norm", "torch.native_batch_norm", "torch._batch_norm_impl_index",
+    "torch._native_batch_norm_legit", "torch._native_batch_norm_legit_no_training",
+    "torch.batch_norm_stats", "torch.batch_norm_elemt", "torch.batch_norm_update_stats",
+    "torch.batch_norm_gather_stats", "torch.batch_norm_gather_stats_with_counts",
+    "torch.batch_norm_backward_reduce", "torch.batch_norm_backward_elemt",
+    "torch.cudnn_batch_norm", "torch.miopen_batch_norm", "torch.quantized_batch_norm",
+    "torch.nn.functional.instance_norm", "torch.instance_norm",
+    "torch.nn.InstanceNorm1d", "torch.nn.InstanceNorm2d", "torch.nn.InstanceNorm3d",
+) + _aten("batch_norm", "native_batch_norm", "_native_batch_norm_legit",
+          "_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional",
+          "_batch_norm_with_update", "_batch_norm_with_update_functional", "_batch_norm_no_update",
+          "_batch_norm_impl_index", "native_batch_norm_backward", "batch_norm_backward",
+          "batch_norm_stats", "batch_norm_elemt", "batch_norm_update_stats",
+          "batch_norm_gather_stats", "batch_norm_gather_stats_with_counts",
+          "batch_norm_backward_reduce", "batch_norm_backward_elemt", "cudnn_batch_norm",
+          "cudnn_batch_norm_backward", "miopen_batch_norm", "miopen_batch_norm_backward",
+          "instance_norm")
+
+# The other normalisation ops (ex4.4's row). Each of them, applied to the transposed input,
+# also computes batch norm's normalisation in one call (layer norm of x.T normalises every
+# channel over the batch), so ex4.1-ex4.3 refuse them too, and ex4.4 refuses BN_OPS.
+OTHER_NORM_OPS = (
+    "torch.nn.functional.layer_norm", "torch.layer_norm", "torch.native_layer_norm",
+    "torch.nn.LayerNorm", "torch.nn.LayerNorm.forward",
+    "torch.nn.functional.group_norm", "torch.group_norm", "torch.native_group_norm",
+    "torch.nn.GroupNorm", "torch.nn.GroupNorm.forward",
+    "torch.nn.functional.rms_norm", "torch.rms_norm", "torch._fused_rms_norm",
+    "torch.nn.RMSNorm", "torch.nn.RMSNorm.forward",
+) + _aten("layer_norm", "native_layer_norm", "native_layer_norm_backward", "group_norm",
+          "native_group_norm", "native_group_norm_backward", "rms_norm", "_fused_rms_norm")
+
+NORM_OPS = BN_OPS + OTHER_NORM_OPS
+BN_FORBID = NORM_OPS          # ex4.1 and ex4.2 (your own ex4.1 batch_norm stays allowed in ex4.2)
+
 BN_HINT = ("per channel, the mean and the (biased) variance of the batch, the normalised "
            "values, then the scale and shift; the running statistics are a moving average. "
-           "No F.batch_norm, no nn.BatchNorm module (subclass or wrapper).")
+           "No F.batch_norm, no nn.BatchNorm module (subclass or wrapper), no other "
+           "normalisation op of torch.")
 
 
 def _affine(rng, C):
@@ -65,6 +114,45 @@ def _loc_scale(rng, loc, scale):
     """Per-channel locations and scales near the given ones (the tiny scale stays tiny)."""
     return (np.asarray(loc) + rng.uniform(-0.5, 0.5, len(loc)),
             np.asarray(scale) * rng.uniform(0.7, 1.4, len(scale)))
+
+
+# ------------------------------------------------------------------ shared judging helpers
+
+def _expect_tensor(v, what, ref=None):
+    """``expect_array(v, what, dtype="float64", kind="torch")``, except that an answer of
+    another float dtype whose values are right at that precision is told so: a dtype issue,
+    not a wrong normalisation (issue 18)."""
+    if isinstance(v, Value) and v.kind == "torch" and v.value is not None and \
+            v.dtype != "float64" and ref is not None:
+        a = np.asarray(v.value, dtype=np.float64)
+        r = np.asarray(ref, dtype=np.float64)
+        scale = float(np.max(np.abs(r), initial=1.0))
+        if a.shape == r.shape and np.all(np.isfinite(a)) and close(a, r, 1e-3, 1e-3 * scale):
+            raise Fail(f"{what} is {v.dtype} for float64 input, and its values are right up to "
+                       f"{v.dtype} precision: a dtype issue, not a wrong normalisation. Keep "
+                       "computing in the input's dtype (a .float(), or a new tensor made without "
+                       "dtype=, turns float64 into float32).")
+    return expect_array(v, what, dtype="float64", kind="torch")
+
+
+_SHAPE_ERRORS = ("must match the size of tensor", "doesn't match the broadcast shape",
+                 "shape mismatch", "could not be broadcast", "cannot broadcast",
+                 "not broadcastable", "shapes cannot be multiplied")
+CHANNEL_SHAPES = ("This is a shape error: a per-channel statistic of shape (C,) lines up with "
+                  "the *last* axis of x when it is broadcast, not with the channel axis (dim 1). "
+                  "Keep the reduced axes (keepdim) or reshape the statistics, gamma and beta so "
+                  "that their C values sit on dim 1.")
+SAMPLE_SHAPES = ("This is a shape error: a statistic whose last axis was reduced away lines up "
+                 "with the wrong axes of x when it is broadcast. Keep the reduced axis (keepdim) "
+                 "so that it has size 1 there.")
+
+
+def _raised(got, where, about, shapes=CHANNEL_SHAPES):
+    """The learner's exception with the case it happened on; a broadcasting error gets a hint
+    about shapes."""
+    text = str(got)
+    hint = f" {shapes}" if any(s in text for s in _SHAPE_ERRORS) else ""
+    return Raised(f"{text}, on {where} ({about}).{hint}")
 
 
 # ------------------------------------------------------------------ numpy variants for the hints
@@ -175,6 +263,12 @@ def _y_candidates(x, g, b, rm, rv, training, eps, eval_factors=()):
                                 "you updated the running statistics in eval mode (and then used "
                                 "them). In eval they are only read, never updated: the running "
                                 "statistics changed in eval mode."))
+    M_, V_ = (M, V) if training else (RM, RV)
+    for e in (1e-5, 1e-3, 0.1, 1e-8):
+        if not np.isclose(e, eps, rtol=1e-9, atol=0):
+            out.append((_norm(x, M_, V_, G, B, e),
+                        f"it matches eps = {e:g}, not the eps of this call ({eps:g}). Use the "
+                        "eps argument (its default is 1e-5, torch's; Keras uses 1e-3)."))
     return out
 
 
@@ -237,6 +331,14 @@ def _explain_running(label, got_rm, got_rv, x, rm, rv, factor, ref_rm, ref_rv, e
                     raise Fail(f"{label}: wrong running_var; {hint}")
         if close(got_rv, (1 - factor) * rv + factor * var, RTOL, ATOL):
             raise Fail(f"{label}: wrong running_var; {biased}")
+        N = x.shape[0]
+        if x.ndim > 2 and N > 1:
+            uvar_n = var * N / (N - 1)
+            if close(got_rv, (1 - factor) * rv + factor * uvar_n, RTOL, ATOL):
+                raise Fail(f"{label}: wrong running_var; the unbiased correction n / (n - 1) "
+                           f"used n = N = {N}, the batch size. For a {tuple(x.shape)} input each "
+                           f"channel has n = {n} values (the batch size times every position), "
+                           "and n counts them all.")
         if factor < 1:
             for v in (uvar, var):
                 if close(got_rv, factor * rv + (1 - factor) * v, RTOL, ATOL):
@@ -288,6 +390,7 @@ def _bn_cases(seed):
     x5[:, 4] = round(float(rng.uniform(-2, 2)), 2)    # an exactly constant channel
     g, b, rm, rv = _affine(rng, 5)
     m = round(float(rng.uniform(0.2, 0.4)), 2)
+    x6 = _sample(rng, (4, 5, 3), loc, scale)
     return [
         ("(8, 5) input, training, default momentum and eps", x1, g, b, rm, rv, True, None, None),
         (f"(8, 5) input, training, momentum={m}, eps=0.1", x1, g, b, rm, rv, True, m, 0.1),
@@ -295,6 +398,7 @@ def _bn_cases(seed):
         ("(7, 5) input, eval", x3, g, b, rm, rv, False, 0.1, 1e-5),
         (f"(3, 5, 2, 3) input, eval, momentum={m}, eps=0.1", x4, g, b, rm, rv, False, m, 0.1),
         ("(2, 5) input (a batch of two, one channel constant), training", x5, g, b, rm, rv, True, 0.1, 1e-5),
+        (f"(4, 5, 3) input (N, C, L), training, momentum={m}", x6, g, b, rm, rv, True, m, 1e-5),
     ]
 
 
@@ -320,23 +424,21 @@ def _call_bn(fn, box, x, g, b, rm, rv, training, momentum, eps):
 
 
 def probe_batch_norm(batch_norm, seed):
+    """Raw data only: what came back, and every input as it was after the call
+    (``inputs_after``); the judge decides whether an input was modified."""
     cases = []
     for _, x, g, b, rm, rv, training, mom, eps in _bn_cases(seed):
         args = [_t(a) for a in (x, g, b, rm, rv)]
-        keep = [a.clone() for a in args]
         res = _call_bn(batch_norm, {}, *args, training, mom, eps)
-        cases.append({"result": res,
-                      "changed": [bool(not torch.equal(a, k)) for a, k in zip(args, keep)]})
+        cases.append({"result": res, "after": inputs_after(*args)})
     xs, g, b, rm, rv, mom, eps = _bn_chain(seed)
     chain = []
     rm_t, rv_t = _t(rm), _t(rv)
     for k, x in enumerate(xs):
         args = [_t(x), _t(g), _t(b), rm_t, rv_t]
-        keep = [a.clone() for a in args]
         box: dict = {}
         res = _call_bn(batch_norm, box, *args, k < len(xs) - 1, mom, eps)
-        chain.append({"result": res,
-                      "changed": [bool(not torch.equal(a, k2)) for a, k2 in zip(args, keep)]})
+        chain.append({"result": res, "after": inputs_after(*args)})
         o = box.get("out")
         if not (isinstance(o, (tuple, list)) and len(o) == 3):
             break
@@ -355,15 +457,17 @@ def _ref_bn(x, g, b, rm, rv, training, momentum, eps):
     return y.numpy(), rm_t.numpy(), rv_t.numpy()
 
 
-def _judge_bn_call(label, got, changed, x, g, b, rm, rv, training, momentum, eps):
+def _judge_bn_call(label, got, after, x, g, b, rm, rv, training, momentum, eps):
+    """One call of ex4.1: ``after`` holds the five inputs as they were after the call, compared
+    here with the inputs the judge rebuilt (``rm``, ``rv``: what was passed in)."""
     if isinstance(got, Raised):
-        raise Raised(f"{got}, on the case {label} ({_about(x)})")
+        raise _raised(got, f"the case {label}", _about(x))
     if not (isinstance(got, (tuple, list)) and len(got) == 3):
         kind = type(got).__name__ if not isinstance(got, Value) else got.dtype
         raise Fail(f"{label}: batch_norm should return a tuple of three tensors (y, "
                    f"new_running_mean, new_running_var), got {kind}.")
     y_ref, rm_ref, rv_ref = _ref_bn(x, g, b, rm, rv, training, momentum, eps)
-    y = expect_array(got[0], f"{label}: y", dtype="float64", kind="torch")
+    y = _expect_tensor(got[0], f"{label}: y", y_ref)
     if y.shape != x.shape:
         raise Fail(f"{label}: y has shape {y.shape}, expected the shape of x, {x.shape}.")
     if not close(y, y_ref, RTOL, ATOL):
@@ -373,14 +477,17 @@ def _judge_bn_call(label, got, changed, x, g, b, rm, rv, training, momentum, eps
         if isinstance(v, Value) and v.value is None:
             raise Fail(f"{label}: {what} is {v.dtype}; return the running buffers in both modes "
                        "(in eval mode, unchanged).")
-    got_rm = expect_array(got[1], f"{label}: new_running_mean", dtype="float64")
-    got_rv = expect_array(got[2], f"{label}: new_running_var", dtype="float64")
+    got_rm = _expect_tensor(got[1], f"{label}: new_running_mean", rm_ref)
+    got_rv = _expect_tensor(got[2], f"{label}: new_running_var", rv_ref)
     if training:
         _explain_running(label, got_rm, got_rv, x, rm, rv, momentum, rm_ref, rv_ref)
     else:
         _explain_eval_buffers(label, got_rm, got_rv, rm, rv)
     names = ["x", "gamma", "beta", "running_mean", "running_var"]
-    bad = [n for n, c in zip(names, changed) if c]
+    originals = [x, g, b, rm, rv]
+    if not (isinstance(after, (list, tuple)) and len(after) == 5):
+        after = [None] * 5
+    bad = [n for n, a, o in zip(names, after, originals) if input_changed([a], np.asarray(o))]
     if "running_mean" in bad or "running_var" in bad:
         raise Fail(f"{label}: your function changed the {' and '.join(n for n in bad if 'running' in n)} "
                    "tensor passed in (an in-place update such as running_mean.mul_(...) or "
@@ -396,25 +503,28 @@ def judge_batch_norm(data, seed):
     for (label, x, g, b, rm, rv, training, mom, eps), rec in zip(_bn_cases(seed), cases, strict=True):
         if mom is None:
             mom, eps = 0.1, 1e-5
-        _judge_bn_call(label, rec["result"], rec["changed"], x, g, b, rm, rv, training, mom, eps)
+        _judge_bn_call(label, rec["result"], rec.get("after"), x, g, b, rm, rv, training, mom, eps)
     xs, g, b, rm, rv, mom, eps = _bn_chain(seed)
     chain = data["chain"]
     if len(chain) != len(xs):
         last = chain[-1]["result"] if chain else None
         raise Fail(f"consecutive steps on (5, 5, 4, 4) batches: step {len(chain)} did not return "
                    f"three tensors to feed into the next step (got {last!r:.80}).")
+    fed_rm, fed_rv = rm, rv        # what the probe passed in: the buffers the step before returned
     for k, (x, rec) in enumerate(zip(xs, chain)):
         training = k < len(xs) - 1
         label = (f"training step {k + 1} of 3 on (5, 5, 4, 4) batches (momentum={mom}), fed the "
                  "buffers of the step before" if training else
                  "eval on a (3, 5, 4, 4) batch after three training steps")
-        _judge_bn_call(label, rec["result"], rec["changed"], x, g, b, rm, rv, training, mom, eps)
-        _, rm, rv = _ref_bn(x, g, b, rm, rv, training, mom, eps)
+        _judge_bn_call(label, rec["result"], rec.get("after"), x, g, b, fed_rm, fed_rv, training,
+                       mom, eps)
+        got = rec["result"]
+        fed_rm, fed_rv = as_array(got[1]), as_array(got[2])   # close to the reference: checked
     return None
 
 
 exercise("ex4.1", "batch_norm", probe_batch_norm, judge_batch_norm,
-         forbid=BN_FORBID + ("torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d"), forbid_hint=BN_HINT)
+         forbid=BN_FORBID, forbid_hint=BN_HINT)
 
 # ------------------------------------------------------------------ ex4.2
 
@@ -465,10 +575,11 @@ def _upstream(seed, shape):
 
 
 def _snapshot(m):
-    return {"running_mean": m.running_mean.detach().clone(),
-            "running_var": m.running_var.detach().clone(),
-            "num_batches_tracked": m.num_batches_tracked.detach().clone(),
-            "buffers_require_grad": bool(m.running_mean.requires_grad or m.running_var.requires_grad)}
+    """The module after a call, raw: its buffers as they are (the record keeps each one's dtype
+    and requires_grad), its parameters and its mode. The judge decides what is right."""
+    return {"running_mean": m.running_mean, "running_var": m.running_var,
+            "num_batches_tracked": m.num_batches_tracked, "weight": m.weight, "bias": m.bias,
+            "training": m.training}
 
 
 def _state(m):
@@ -497,6 +608,9 @@ def _torch_state(kw, seed):
 
 
 def probe_batchnorm1d(BatchNorm1d, seed):
+    """Raw data only: the names, the state_dict as built and after the sequence of calls (the
+    judge loads the latter into nn.BatchNorm1d itself), per call the output, the module's
+    buffers, parameters and mode, and the input as it was after the call."""
     gamma, beta = _affine4(seed)
     out = []
     for _, kw in _CONFIGS:
@@ -511,18 +625,17 @@ def probe_batchnorm1d(BatchNorm1d, seed):
         rec["is_module"] = isinstance(m, nn.Module)
         if not rec["is_module"]:
             continue
+        rec["initial"] = capture(_state, m)          # as built: dtypes before .double()
         rec["double"] = capture(lambda m=m: (m.double(), None)[1])
         rec["params"] = capture(lambda m=m: [n for n, _ in m.named_parameters()])
         rec["buffers"] = capture(lambda m=m: [n for n, _ in m.named_buffers()])
         rec["keys"] = capture(lambda m=m: list(m.state_dict().keys()))
-        rec["initial"] = capture(_state, m)
         rec["set_affine"] = capture(_set_affine, m, gamma, beta)
         steps = []
         for k, (_, training, x) in enumerate(_module_steps(seed)):
             step: dict = {}
             steps.append(step)
             xt = _t(x)
-            keep = xt.clone()
             if k == _GRAD_STEP:
                 xt.requires_grad_(True)
             step["mode"] = capture(lambda m=m, tr=training: (m.train(tr), None)[1])
@@ -535,12 +648,13 @@ def probe_batchnorm1d(BatchNorm1d, seed):
             if k == _GRAD_STEP and "y" in ybox:
                 step["grads"] = capture(_backward, ybox["y"], xt, m, _upstream(seed, x.shape))
             step["state"] = capture(_snapshot, m)
-            step["x_changed"] = bool(not torch.equal(xt.detach(), keep))
+            step["x_after"] = inputs_after(xt)
         rec["steps"] = steps
-        rec["to_torch"] = capture(lambda m=m, kw=kw: (nn.BatchNorm1d(C4, **kw).double()
-                                              .load_state_dict(m.state_dict()), None)[1])
-        # a torch BatchNorm1d's state_dict loaded into a fresh module of yours
+        rec["final_state"] = capture(_state, m)      # the judge loads it into nn.BatchNorm1d
+        # a torch BatchNorm1d's state_dict loaded into a fresh module of yours (built here,
+        # outside the learner's code: only the learner's own module runs under capture)
         tbn, s = _torch_state(kw, seed)
+        torch_sd = tbn.state_dict()
         box2: dict = {}
 
         def build2(box2=box2, kw=kw):
@@ -550,7 +664,7 @@ def probe_batchnorm1d(BatchNorm1d, seed):
         m2 = box2.get("m")
         if m2 is None:
             continue
-        rec["load"] = capture(lambda: (m2.load_state_dict(tbn.state_dict()), None)[1])
+        rec["load"] = capture(lambda: (m2.load_state_dict(torch_sd), None)[1])
         capture(m2.eval)
         rec["load_eval"] = capture(m2, _t(s["x_eval"]))
         capture(m2.train)
@@ -625,8 +739,8 @@ def _none_extras(kw, nbt_before, counter_restart=None):
 
 def _check_module_output(label, got, ref_y, x, g, b, rm, rv, training, eps, eval_factors=()):
     if isinstance(got, Raised):
-        raise Raised(f"{got}, on {label} ({_about(x)})")
-    y = expect_array(got, f"{label}: the module's output", dtype="float64", kind="torch")
+        raise _raised(got, label, _about(x))
+    y = _expect_tensor(got, f"{label}: the module's output", ref_y)
     if y.shape != x.shape:
         raise Fail(f"{label}: the output has shape {y.shape}, expected the input's shape {x.shape}."
                    + (" BatchNorm1d takes (N, C) or (N, C, L): for (N, C, L) the statistics are "
@@ -636,9 +750,38 @@ def _check_module_output(label, got, ref_y, x, g, b, rm, rv, training, eps, eval
                    eval_factors)
 
 
-def _check_module_state(label, st, ref, x, rm, rv, nbt, training, kw, counter_restart=None):
+def _nbt_dtype(label, v, when):
+    """num_batches_tracked must stay what nn.BatchNorm1d keeps: a 0-d int64 (long) tensor."""
+    if isinstance(v, Value) and v.kind == "torch" and v.value is not None:
+        if v.dtype != "int64":
+            raise Fail(f"{label}: num_batches_tracked is a {v.dtype} tensor {when}; "
+                       "nn.BatchNorm1d keeps it as a long (int64) tensor, a count of batches "
+                       "(a float counter is not what nn.BatchNorm1d saves and loads, and stops "
+                       "counting exactly past 2**24). Make it torch.tensor(0) (a long) and add 1 "
+                       "to it without changing its dtype.")
+        if np.shape(v.value) != ():
+            raise Fail(f"{label}: num_batches_tracked has shape {tuple(np.shape(v.value))} {when};"
+                       " nn.BatchNorm1d's is a 0-d tensor (one number, shape ()), and a "
+                       "state_dict only loads when the shapes match.")
+    elif not isinstance(v, Raised):
+        raise Fail(f"{label}: num_batches_tracked is not a tensor {when}; register it as a "
+                   "buffer holding a long (int64) 0-d tensor.")
+
+
+def _check_module_state(label, st, ref, x, rm, rv, nbt, training, kw, counter_restart=None,
+                        gamma=None, beta=None):
+    """The module after one call, from the raw snapshot: buffers (values, dtypes, no graph),
+    the counter, the parameters (never changed by a forward pass) and the mode (a forward pass
+    does not switch it)."""
     if isinstance(st, Raised):
         raise st
+    for name in ("running_mean", "running_var"):
+        v = st[name]
+        if isinstance(v, Value) and v.kind == "torch" and v.dtype != "float64":
+            raise Fail(f"{label}: {name} became {v.dtype} after .double() and a forward pass on "
+                       "float64 input; keep the buffers in their own dtype (update them in place, "
+                       "or from statistics computed in the input's dtype).")
+    _nbt_dtype(label, st["num_batches_tracked"], "after a forward pass")
     got_rm, got_rv = as_array(st["running_mean"], "running_mean"), as_array(st["running_var"], "running_var")
     got_n = int(round(as_array(st["num_batches_tracked"], "num_batches_tracked").reshape(-1)[0]))
     ref_rm, ref_rv = ref.running_mean.detach().numpy(), ref.running_var.detach().numpy()
@@ -655,10 +798,23 @@ def _check_module_state(label, st, ref, x, rm, rv, nbt, training, kw, counter_re
         if got_n != nbt:
             raise Fail(f"{label}: num_batches_tracked changed from {nbt} to {got_n} in eval mode; "
                        "it only counts training batches.")
-    if unwrap(st["buffers_require_grad"]):
+    if any(isinstance(st[n], Value) and st[n].grad for n in ("running_mean", "running_var")):
         raise Fail(f"{label}: the running buffers require grad, so they keep the computation "
                    "graph of every batch. Update them under torch.no_grad() (or from detached "
                    "statistics); only the output needs gradients.")
+    if st.get("training") is not training:
+        mode = "training" if training else "eval"
+        raise Fail(f"{label}: after a forward pass in {mode} mode the module's mode changed "
+                   f"(training = {st.get('training')!r}); forward reads self.training, it never "
+                   "calls .train() or .eval() or sets it.")
+    if gamma is not None:
+        for name, want in (("weight", gamma), ("bias", beta)):
+            got = st.get(name)
+            if not isinstance(got, Value) or got.value is None or \
+                    np.shape(got.value) != np.shape(want) or not close(got.value, want, 0, 0):
+                raise Fail(f"{label}: the parameter {name} changed during a forward pass. Only "
+                           "an optimizer changes weight and bias; forward only reads them "
+                           "(and, in training mode, updates the running buffers).")
 
 
 def _bn1d_build(label, rec):
@@ -673,6 +829,7 @@ def _bn1d_build(label, rec):
         raise rec["double"]
     _names_check(label, rec)
     init = unwrap(rec["initial"])
+    _nbt_dtype(label, init.get("num_batches_tracked"), "in a new module")
     want = {"weight": np.ones(C4), "bias": np.zeros(C4), "running_mean": np.zeros(C4),
             "running_var": np.ones(C4), "num_batches_tracked": np.zeros(())}
     for k, v in want.items():
@@ -731,17 +888,44 @@ def _bn1d_steps(label, kw, rec, seed):
                              (0.1, 1.0 / (nbt + 1)) if mom is None else (mom,))
         if k == _GRAD_STEP:
             _bn1d_grads(lab, step, xt, ref, y_ref, _upstream(seed, x.shape))
-        _check_module_state(lab, step["state"], ref, x, rm, rv, nbt, training, kw)
-        if step["x_changed"]:
+        _check_module_state(lab, step["state"], ref, x, rm, rv, nbt, training, kw,
+                            gamma=gamma, beta=beta)
+        if input_changed(step.get("x_after"), x):
             raise Fail(f"{lab}: forward changed its input x in place; work on new tensors.")
+    return ref
+
+
+def _bn1d_to_torch(label, kw, rec, ref):
+    """The module's state_dict after the sequence of calls loads into nn.BatchNorm1d (here,
+    in the judge, from the raw entries) and holds the reference module's values."""
+    st = rec.get("final_state")
+    if isinstance(st, Raised):
+        raise Fail(f"{label}: state_dict() of your module failed ({st}).")
+    if not isinstance(st, dict):
+        raise Fail(f"{label}: state_dict() of your module did not return a dict of tensors.")
+    sd = {}
+    for k, v in st.items():
+        if not (isinstance(v, Value) and v.kind == "torch" and v.value is not None):
+            raise Fail(f"{label}: the state_dict entry {k!r} is not a tensor; parameters and "
+                       "buffers are tensors (nn.Parameter, register_buffer).")
+        dtype = getattr(torch, str(v.dtype), None)
+        sd[k] = torch.as_tensor(np.asarray(v.value)).to(dtype if isinstance(dtype, torch.dtype)
+                                                          else torch.float64)
+    try:
+        nn.BatchNorm1d(C4, **kw).double().load_state_dict(sd)
+    except Exception as e:  # noqa: BLE001 - what torch says is the hint
+        raise Fail(f"{label}: nn.BatchNorm1d could not load your module's state_dict "
+                   f"({type(e).__name__}: {str(e)[:300]}). Names and shapes must match "
+                   "nn.BatchNorm1d's.") from None
+    for k, want in ref.state_dict().items():
+        if not close(sd[k].double().numpy(), want.double().numpy(), RTOL, ATOL):
+            raise Fail(f"{label}: after the sequence of calls your state_dict's {k} differs from "
+                       "nn.BatchNorm1d's; it must hold the module's current values.")
 
 
 def _bn1d_load(label, kw, rec, seed):
     """A state_dict moves both ways between the answer and nn.BatchNorm1d."""
     eps = kw.get("eps", 1e-5)
-    if isinstance(rec.get("to_torch"), Raised):
-        raise Fail(f"{label}: nn.BatchNorm1d could not load your module's state_dict "
-                   f"({rec['to_torch']}). Names and shapes must match nn.BatchNorm1d's.")
     if isinstance(rec.get("load_build"), Raised):
         raise rec["load_build"]
     lab = f"{label}, after loading an nn.BatchNorm1d state_dict (num_batches_tracked = 7)"
@@ -762,13 +946,14 @@ def _bn1d_load(label, kw, rec, seed):
     _check_module_output(lab + ", then a training step", rec["load_train"], y_ref,
                          s["x_train"], w, bb, rm, rv, True, eps)
     _check_module_state(lab + ", then a training step", rec["load_state"], tbn, s["x_train"],
-                        rm, rv, nbt, True, kw, counter_restart=1.0)
+                        rm, rv, nbt, True, kw, counter_restart=1.0, gamma=w, beta=bb)
 
 
 def judge_batchnorm1d(data, seed):
     for (label, kw), rec in zip(_CONFIGS, data, strict=True):
         _bn1d_build(label, rec)
-        _bn1d_steps(label, kw, rec, seed)
+        ref = _bn1d_steps(label, kw, rec, seed)
+        _bn1d_to_torch(label, kw, rec, ref)
         _bn1d_load(label, kw, rec, seed)
     return None
 
@@ -779,7 +964,16 @@ exercise("ex4.2", "BatchNorm1d", probe_batchnorm1d, judge_batchnorm1d, kind="cla
 
 # ------------------------------------------------------------------ ex4.3 batch_norm_backward
 
-BWD_FORBID = BN_FORBID + ("torch.Tensor.backward", "torch.autograd.grad", "torch.autograd.backward")
+# ex4.3 also refuses autograd, whichever door it is entered by: Tensor.backward,
+# torch.autograd.grad/backward (both reach _engine_run_backward), torch.autograd.functional
+# (vjp, jacobian, ...) and torch.func's transforms.
+AUTOGRAD = ("torch.Tensor.backward", "torch.autograd.grad", "torch.autograd.backward",
+            "torch.autograd.graph._engine_run_backward", "torch.autograd.functional.*",
+            "torch.autograd.functional.vjp", "torch.autograd.functional.jacobian",
+            "torch.func.*", "torch.func.grad", "torch.func.grad_and_value", "torch.func.vjp",
+            "torch.func.jacrev", "torch.func.jacfwd", "torch.func.jvp", "torch.func.linearize",
+            "torch.func.hessian")
+BWD_FORBID = NORM_OPS + AUTOGRAD
 BWD_HINT = ("follow the forward pass backwards: y depends on x directly and through the batch "
             "mean and the batch variance, so dx collects three paths; dgamma and dbeta sum over "
             "the batch. No autograd (.backward(), torch.autograd) and no F.batch_norm.")
@@ -802,15 +996,13 @@ def _bwd_cases(seed):
 
 def _probe_with_eps(fn, cases):
     """The probe of ex4.3 and ex4.4: ``fn(*tensors, eps=eps)`` for each ``(arrays, eps)`` of
-    ``cases`` (float64 tensor copies of the arrays); per case what came back and whether any
-    input tensor was changed."""
+    ``cases`` (float64 tensor copies of the arrays); per case what came back and the input
+    tensors as they were after the call (the judge compares them with its own copies)."""
     out = []
     for arrays, eps in cases:
         args = [_t(a) for a in arrays]
-        keep = [a.clone() for a in args]
         res = capture(fn, *args, eps=eps)
-        out.append({"result": res,
-                    "changed": bool(any(not torch.equal(a, k) for a, k in zip(args, keep)))})
+        out.append({"result": res, "after": inputs_after(*args)})
     return out
 
 
@@ -845,7 +1037,16 @@ def _bwd_variants(dy, x, g, eps):
     dx, dg, db, xh, s = grads(var_b, sq)
     dx_u, dg_u, db_u, _, _ = grads(x.var(0, ddof=1, keepdims=True), sq)
     dx_e, dg_e, db_e, _, _ = grads(var_b, lambda v: np.sqrt(v) + eps)
+    sdy, sdyx = dy.sum(0, keepdims=True), (dy * xh).sum(0, keepdims=True)
+    pre = g / (n * s)
     return {
+        "sign_direct": (pre * (-n * dy - sdy - xh * sdyx), dg, db),
+        "sign_mean": (pre * (n * dy + sdy - xh * sdyx), dg, db),
+        "sign_var": (pre * (n * dy - sdy + xh * sdyx), dg, db),
+        "var_half": (pre * (n * dy - sdy - 0.5 * xh * sdyx), dg, db),
+        "times_n": (dx * n, dg, db),
+        "dgamma_sign": (dx, -dg, db),
+        "dbeta_sign": (dx, dg, -db),
         "unbiased": (dx_u, dg_u, db_u),
         "eps_outside": (dx_e, dg_e, db_e),
         "direct_only": (g * dy / s, dg, db),
@@ -859,15 +1060,16 @@ def _bwd_variants(dy, x, g, eps):
 def _judge_bwd_case(label, dy, x, g, eps, rec):
     got = rec["result"]
     if isinstance(got, Raised):
-        raise Raised(f"{got}, on the case {label} (dy and x of shape {x.shape}, gamma of shape "
-                     f"{g.shape}: one statistic per channel, over the batch axis 0)")
+        raise _raised(got, f"the case {label}", f"dy and x of shape {x.shape}, gamma of shape "
+                      f"{g.shape}: one statistic per channel, over the batch axis 0")
     if not (isinstance(got, (tuple, list)) and len(got) == 3):
         raise Fail(f"{label}: batch_norm_backward should return a tuple (dx, dgamma, dbeta).")
     names = ("dx", "dgamma", "dbeta")
     shapes = (x.shape, g.shape, g.shape)
+    ref = _bwd_reference(dy, x, g, eps)
     arrs = []
-    for v, name, shape in zip(got, names, shapes):
-        a = expect_array(v, f"{label}: {name}", dtype="float64", kind="torch")
+    for v, name, shape, r in zip(got, names, shapes, ref):
+        a = _expect_tensor(v, f"{label}: {name}", r)
         if a.shape != shape:
             hint = (" Sum over the batch axis (dim 0): one value per channel."
                     if name != "dx" and a.shape == x.shape else "")
@@ -875,9 +1077,24 @@ def _judge_bwd_case(label, dy, x, g, eps, rec):
                 hint = " You summed over the channel axis; sum over the batch axis (dim 0)."
             raise Fail(f"{label}: {name} has shape {a.shape}, expected {shape}.{hint}")
         arrs.append(a)
-    ref = _bwd_reference(dy, x, g, eps)
     variants = _bwd_variants(dy, x, g, eps)
     hints = {
+        "sign_direct": "the term of dx from the direct path (x itself, with the batch mean and "
+                       "variance held fixed) has the wrong sign; the paths through the batch "
+                       "mean and the batch variance are right.",
+        "sign_mean": "the term of dx from the path through the batch mean has the wrong sign: "
+                     "the mean is subtracted from every x, so raising one x lowers every "
+                     "centred value of its channel a little.",
+        "sign_var": "the term of dx from the path through the batch variance has the wrong "
+                    "sign: the variance sits under the square root in the denominator, so a "
+                    "larger variance shrinks every normalised value.",
+        "var_half": "the term of dx from the path through the batch variance is half what it "
+                    "should be: the derivative of a squared deviation brings a factor 2.",
+        "times_n": "dx is N times too large (N = the batch size): the batch mean and variance "
+                   "are averages over the N samples, and that 1/N stays in their gradients.",
+        "dgamma_sign": "dgamma has the wrong sign; dx and dbeta are right.",
+        "dbeta_sign": "dbeta has the wrong sign: beta is added to the output, so its gradient "
+                      "keeps the sign of the upstream gradient.",
         "unbiased": "you normalised with the unbiased variance (n - 1). Training-mode batch "
                     "norm uses the biased batch variance (divide by n), in the forward pass and "
                     "so in its gradient.",
@@ -906,9 +1123,17 @@ def _judge_bwd_case(label, dy, x, g, eps, rec):
         match_mistake(f"{label}: wrong {name}", a, mistakes, rtol=1e-6, atol=1e-9)
         raise Fail(f"{label}: wrong {name} (largest difference {max_err(a, r):.3g}); it must equal "
                    "what autograd gives through training-mode batch norm with these inputs.")
-    if rec["changed"]:
-        raise Fail(f"{label}: your function changed one of its inputs in place; work on new "
-                   "tensors.")
+    changed = [n for n, a, o in zip(("dy", "x", "gamma"), _after3(rec), (dy, x, g))
+               if input_changed([a], o)]
+    if changed:
+        raise Fail(f"{label}: your function changed its input {', '.join(changed)} in place; "
+                   "work on new tensors (an in-place op such as x -= ... or dy.mul_(...) "
+                   "modifies the caller's tensor).")
+
+
+def _after3(rec):
+    after = rec.get("after")
+    return after if isinstance(after, (list, tuple)) and len(after) == 3 else [None] * 3
 
 
 def _bwd_axis1(dy, x, g, eps):
@@ -930,9 +1155,10 @@ exercise("ex4.3", "batch_norm_backward", probe_bn_backward, judge_bn_backward,
 
 # ------------------------------------------------------------------ ex4.4 layer_norm
 
-LN_FORBID = ("torch.nn.functional.layer_norm", "torch.layer_norm", "torch.nn.LayerNorm.forward")
+LN_FORBID = NORM_OPS   # every normalisation op; batch norm of the transposed input is layer norm
 LN_HINT = ("per sample, the mean and the (biased) variance over the last dimension, the "
-           "normalised values, then the scale and shift (no F.layer_norm or nn.LayerNorm).")
+           "normalised values, then the scale and shift (no F.layer_norm, nn.LayerNorm or any "
+           "other normalisation op of torch).")
 
 
 def _ln_cases(seed):
@@ -971,12 +1197,12 @@ def judge_layer_norm(data, seed):
     for (label, x, g, b, eps), rec in zip(_ln_cases(seed), data, strict=True):
         got = rec["result"]
         if isinstance(got, Raised):
-            raise Raised(f"{got}, on the case {label} (a {x.shape} input: statistics of each "
-                         "sample over the last dimension only)")
-        y = expect_array(got, f"{label}: y", dtype="float64", kind="torch")
+            raise _raised(got, f"the case {label}", f"a {x.shape} input: statistics of each "
+                          "sample over the last dimension only", SAMPLE_SHAPES)
+        ref = F.layer_norm(_t(x), (x.shape[-1],), _t(g), _t(b), eps).numpy()
+        y = _expect_tensor(got, f"{label}: y", ref)
         if y.shape != x.shape:
             raise Fail(f"{label}: y has shape {y.shape}, expected the input's shape {x.shape}.")
-        ref = F.layer_norm(_t(x), (x.shape[-1],), _t(g), _t(b), eps).numpy()
         if not close(y, ref, RTOL, ATOL):
             mistakes = []
             if x.shape[0] > 1:
@@ -1004,8 +1230,12 @@ def judge_layer_norm(data, seed):
             match_mistake(f"{label}: wrong y", y, mistakes, RTOL, ATOL)
             raise Fail(f"{label}: wrong y (largest difference {max_err(y, ref):.3g}). Each "
                        "sample is normalised over its last dimension, then scaled and shifted.")
-        if rec["changed"]:
-            raise Fail(f"{label}: your function changed one of its inputs in place.")
+        changed = [n for n, a, o in zip(("x", "gamma", "beta"), _after3(rec), (x, g, b))
+                   if input_changed([a], o)]
+        if changed:
+            raise Fail(f"{label}: your function changed its input {', '.join(changed)} in "
+                       "place; work on new tensors (x -= ... or x.sub_(...) modifies the "
+                       "caller's tensor).")
     return None
 
 
