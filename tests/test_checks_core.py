@@ -248,16 +248,31 @@ def test_unknown_lesson_fails_loudly():
 
 @pytest.mark.slow
 def test_check_cell_messages_in_a_kernel():
+    """What a learner sees in a real kernel: a check before its answer, a stub, a misspelt
+    name, a passing answer with prints, a stale answer after a syntax error (never "passed" on
+    the first line), and an exception inside the learner's code (their line, not NumPy's)."""
     import nbformat
     from nbclient import NotebookClient
 
+    stub = 'def cosine_lr(step, total_steps, lr_max, lr_min=0.0):\n    raise NotImplementedError("ex7.2: write your answer here")'
+    good = ("import math\n"
+            "def cosine_lr(step, total_steps, lr_max, lr_min=0.0):\n"
+            "    print('debug')\n"
+            "    return lr_min + (lr_max - lr_min) * (1 + math.cos(math.pi * step / total_steps)) / 2")
     cells = [
         "from helpers.checks import check",
-        'check("ex1.3")',                                        # before the answer cell
-        "def mse(a, b):\n    print('debug')\n    return float(((a - b) ** 2).mean())",
-        'check("ex1.3")',
-        "def mse(a, b)\n    return 0.0",                         # a syntax error
-        'check("ex1.3")',
+        'check("ex7.2")',                                        # 1: before the answer cell
+        "def cosin_lr(step, total_steps, lr_max, lr_min=0.0):\n    return 0.0",
+        'check("ex7.2")',                                        # 3: only a misspelt name exists
+        stub,
+        'check("ex7.2")',                                        # 5: the untouched stub
+        good,
+        'check("ex7.2")',                                        # 7: passes, with prints
+        "def cosine_lr(step, total_steps, lr_max, lr_min=0.0)\n    return 0.0",
+        'check("ex7.2")',                                        # 9: stale after a syntax error
+        "import numpy as np\ndef cosine_lr(step, total_steps, lr_max, lr_min=0.0):\n"
+        "    return float(np.linalg.inv(np.zeros((2, 2)))[0, 0])",
+        'check("ex7.2")',                                        # 11: an exception in NumPy
     ]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in cells]
@@ -268,9 +283,16 @@ def test_check_cell_messages_in_a_kernel():
                          for o in nb.cells[i].outputs)
 
     assert "run the answer cell above first" in text(1) and "NameError" not in text(1)
-    assert "ex1.3 passed" in text(3) and "your code printed" in text(3)
-    assert "did not run: SyntaxError on line 1" in text(5)
-    assert all(o.get("output_type") != "error" for i in (1, 3, 5) for o in nb.cells[i].outputs)
+    assert text(5).startswith("ex7.2: not answered yet") and text(5).count("\n") == 0
+    assert "NotImplementedError:" not in text(5) and "error" not in text(5).split(".")[0]
+    assert "`cosin_lr`" in text(3) and "exact name `cosine_lr`" in text(3)
+    assert "ex7.2 passed" in text(7) and "your code printed" in text(7)
+    first = text(9).splitlines()[0]
+    assert "passed" not in first and "did not run" in first and "SyntaxError on line 1" in first
+    assert "older `cosine_lr`" in text(9)
+    assert "in `cosine_lr`, line 3" in text(11) and "LinAlgError" in text(11)
+    assert "Likely cause" in text(11) and "numpy/" not in text(11)
+    assert all(o.get("output_type") != "error" for i in (1, 3, 5, 7, 9, 11) for o in nb.cells[i].outputs)
 
 
 def test_a_check_leaves_the_global_generators_as_it_found_them():

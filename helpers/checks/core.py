@@ -96,7 +96,13 @@ class Verdict:
         """The one-paragraph text a check cell prints (and nbval compares)."""
         if self.passed:
             return f"{self.exercise} passed"
+        if self.status == "missing":
+            return f"{self.exercise}: {self.message}"
         return f"{self.exercise} {self.status}: {self.message}"
+
+
+STUB_LINE = ("not answered yet. Write your answer in the answer cell above, in place of its "
+             "`raise NotImplementedError` line, run that cell, then this one.")
 
 
 class Fail(Exception):
@@ -147,23 +153,38 @@ class Exercise:
         if not isinstance(record, dict):
             return Verdict(self.id, "error", "no usable check record")
         if "raised" in record:
-            return Verdict(self.id, "error", f"your code raised {record['raised']}"
-                           + _raised_hint(record["raised"]))
+            return self._raised_verdict(str(record["raised"]))
+        tamper = record.get("tamper") or []
+        if tamper and isinstance(tamper, list):
+            return Verdict(self.id, "failed", tamper_message([str(u) for u in tamper]))
         used = record.get("library") or []
         if used and isinstance(used, list):
             return Verdict(self.id, "failed", self.library_message([str(u) for u in used]))
+        helpers_used = record.get("helpers") or []
+        if helpers_used and isinstance(helpers_used, list):
+            return Verdict(self.id, "failed", helpers_message([str(u) for u in helpers_used]))
         try:
             data = decode(record.get("data"))
             note = self.judge(data, seed) if _takes_seed(self.judge) else self.judge(data)
         except Fail as e:
             return Verdict(self.id, "failed", str(e))
         except Raised as e:
-            return Verdict(self.id, "error", f"your code raised {e}" + _raised_hint(str(e)))
+            return self._raised_verdict(str(e))
         except Exception as e:  # a malformed record, or an answer of a shape nothing expects
             return Verdict(self.id, "failed",
                            f"the answer could not be checked ({type(e).__name__}: {e}); "
                            "check the types and shapes your code returns")
         return Verdict(self.id, "passed", note or "")
+
+    def _raised_verdict(self, text: str) -> Verdict:
+        m = re.match(r"NotImplementedError: (ex\d+\.\d+): write your answer here", text)
+        if m and m.group(1) == self.id:
+            return Verdict(self.id, "missing", STUB_LINE)
+        if m:
+            return Verdict(self.id, "error", f"your code calls your answer to {m.group(1)}, "
+                           f"which is still the stub: answer {m.group(1)} first, run its cell, "
+                           "then this check.")
+        return Verdict(self.id, "error", f"your code raised {text}" + _raised_hint(text))
 
     def library_message(self, used: list[str]) -> str:
         names = ", ".join(sorted(set(used))[:4])
@@ -177,6 +198,21 @@ class Exercise:
         (``from torch.nn.functional import dropout``) or passed as a keyword
         (``label_smoothing=``); defining something of the same name does not count."""
         return forbidden_in_source(source, self.forbid, self.source_words)
+
+
+def helpers_message(used: list[str]) -> str:
+    names = ", ".join(sorted(set(used))[:3])
+    return (f"your answer calls {names}, part of the course's own `helpers` package. The "
+            "exercise is to write this idea yourself: helpers are the lessons' plumbing, and "
+            f"only {' and '.join(HELPERS_ALLOWED)} may be called from an answer. (Objects the "
+            "check passes in, such as a model, are yours to use.)")
+
+
+def tamper_message(used: list[str]) -> str:
+    names = ", ".join(sorted(set(used))[:3])
+    return (f"your answer uses {names}: the check cannot follow what code run that way calls, "
+            "so it cannot tell whether the answer is your own. Call functions directly, in "
+            "the check's own thread, and leave the profiler and torch's function modes alone.")
 
 
 def forbidden_in_source(source: str, forbid=(), words=()) -> list[str]:
@@ -209,10 +245,84 @@ def forbidden_in_source(source: str, forbid=(), words=()) -> list[str]:
     return sorted(set(found))
 
 
+# Exceptions whose common cause the course knows: (pattern in "Type: message", hint).
+RAISED_HINTS = [
+    (r"has no attribute '(training|_parameters|_buffers|_modules)'|before Module\.__init__\(\) call",
+     "a module's attribute store is missing: the first line of your __init__ must be "
+     "super().__init__(), before any attribute is set."),
+    (r"only integer tensors of a single element can be converted to an index|"
+     r"'torch\.return_types\.\w+' object|return_types",
+     "torch.max, torch.min, torch.sort and torch.median with a dim return a pair (values, "
+     "indices): take .values (or .indices) from it."),
+    (r"LinAlgError|[Ss]ingular matrix|linalg\.solve: The solver failed",
+     "the system you solve is singular: check the matrix you build (its columns, its shape), "
+     "or use a least-squares solver."),
+    (r"could not be broadcast|must match the size of tensor|cannot be broadcast|"
+     r"shapes? .* (?:do not|don't) match|non-singleton dimension",
+     "two arrays do not line up: a reduction (mean, sum, var) without keepdim=True / keepdims=True, "
+     "or over the wrong axis, leaves a shape that no longer broadcasts. Print the shapes."),
+    (r"mat1 and mat2 shapes cannot be multiplied|matmul: Input operand|size mismatch",
+     "a matrix product whose inner dimensions differ: check which axis holds samples and "
+     "which holds features (a transpose missing or extra)."),
+    (r"expected (?:scalar type|m1 and m2 to have the same dtype)|found dtype \w+ but expected|"
+     r"Double but found Float|Float but found Double|same dtype",
+     "tensors of different dtypes meet in one operation: build new tensors with dtype=x.dtype "
+     "(and device=x.device) instead of the default float32."),
+    (r"Can't call numpy\(\) on Tensor that requires grad",
+     "call .detach() before .numpy() (or compute in torch throughout)."),
+    (r"leaf Variable that requires grad is being used in an in-place operation",
+     "an in-place change of a parameter is recorded by autograd: do it inside "
+     "`with torch.no_grad():`."),
+    (r"'NoneType' object|NoneType",
+     "a value is None where an array was expected: a function without a `return` (or an "
+     "in-place method such as .sort() or list.append, which return None) is the usual cause."),
+    (r"missing \d+ required positional argument|takes \d+ positional arguments? but \d+|"
+     r"got an unexpected keyword argument",
+     "the function's parameters differ from the ones the exercise names: keep exactly the "
+     "signature given in the exercise text."),
+    (r"index -?\d+ is out of bounds|IndexError: too many indices|Dimension out of range",
+     "an index or axis beyond the array's shape: check which axis you index (rows are samples)."),
+    (r"Expected more than 1 value per channel when training",
+     "one value per channel cannot give a batch variance: this is a batch of one in training "
+     "mode."),
+    (r"ZeroDivisionError|division by zero",
+     "a division by zero: an empty group (fold, bin) or a probability of 1 in a denominator."),
+    (r"RecursionError|maximum recursion depth",
+     "the function calls itself: a name inside it refers to your own function (the same name "
+     "as the library function you meant?)."),
+    (r"does not require grad and does not have a grad_fn",
+     "autograd has nothing to differentiate: the tensor was created without requires_grad=True "
+     "or was detached."),
+]
+
+
 def _raised_hint(msg: str) -> str:
     if msg.startswith("NotImplementedError"):
         return " (the answer is still the stub: replace the `raise NotImplementedError` line)"
+    for pattern, hint in RAISED_HINTS:
+        if re.search(pattern, msg):
+            return " Likely cause: " + hint
     return ""
+
+
+def raised_text(data: dict) -> str:
+    """The learner-facing text of a recorded exception: what, where in their code, which answer
+    it came from, what the check passed in, and the likely cause."""
+    text = str(data.get("__raised__", ""))
+    where = data.get("__where__")
+    if where:
+        text += f" ({where})"
+    owner = data.get("__from__")
+    if owner:
+        text += (f". It comes from your answer to {owner}, which this code calls: fix that "
+                 "exercise first")
+    near = data.get("__near__")
+    if near and isinstance(near, list):
+        text += f". Did you mean {', '.join('`' + str(n) + '`' for n in near[:3])}?"
+    args = data.get("__args__")
+    if args:
+        text += f". The check called it with: {args}"
+    return text
 
 
 REGISTRY: dict[str, Exercise] = {}
@@ -261,17 +371,120 @@ class _Printed(io.TextIOBase):
 
 
 class _Probing:
-    """State of one probe run: the refused calls to watch for (see :func:`_watch_table`), the
-    ones that were made, and what the learner's code printed."""
+    """State of one probe run: what to watch for (see :func:`_watch_table`), what was seen, and
+    what the learner's code printed. ``used``: refused library calls; ``helpers``: calls into
+    the course's own package; ``tamper``: attempts to go around the watch itself."""
 
     def __init__(self, forbid=(), watch_if=()):
-        self.codes, self.builtins = _watch_table(forbid, watch_if)
+        self.table = _watch_table(forbid, watch_if)
         self.used: list[str] = []
+        self.helpers: list[str] = []
+        self.tamper: list[str] = []
         self.printed = _Printed()
         self.depth = 0
 
 
 _ACTIVE: list[_Probing] = []
+
+# The course's own package, and where the Python installation keeps its libraries. A frame
+# is "helpers", "library" (stdlib, site-packages, frozen modules) or the learner's code.
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+def _lib_dirs() -> tuple:
+    import site
+    import sysconfig
+
+    found = set()
+    for scheme_path in ("stdlib", "platstdlib", "purelib", "platlib"):
+        p = sysconfig.get_paths().get(scheme_path)
+        if p:
+            found.add(p)
+    try:
+        found.update(site.getsitepackages())
+    except AttributeError:
+        pass
+    return tuple(sorted({str(Path(p).resolve()) for p in found} - {"/", "/usr"}))
+
+
+_LIB_DIRS = _lib_dirs()
+# helpers functions a learner may call (DESIGN.md: the shortcut rule)
+HELPERS_ALLOWED = ("seed_everything", "get_device")
+_THREAD_FILES = ("/threading.py", "/concurrent/", "/multiprocessing/", "/subprocess.py", "/os.py")
+# built-ins that switch the watch off or run code where it cannot follow
+_TAMPER_BUILTINS = {"setprofile": "sys.setprofile (switching off the check's watch)",
+                    "settrace": "sys.settrace (switching off the check's watch)",
+                    "_pop_torch_function_stack": "torch._C._pop_torch_function_stack",
+                    "_set_torch_function_mode": "torch._C._set_torch_function_mode",
+                    "start_new_thread": "a thread", "start_new": "a thread",
+                    "start_joinable_thread": "a thread",
+                    "fork": "a new process", "fork_exec": "a new process",
+                    "posix_spawn": "a new process", "posix_spawnp": "a new process"}
+_CODE_KIND: dict = {}
+_CORE_FILE = str(Path(__file__).resolve())
+# torch functions that take the function mode off the stack for a while
+_MODE_SWITCHES = ("_pop_mode", "_pop_mode_temporarily", "_disable_current_modes",
+                  "_push_mode", "_set_torch_function_mode", "_pop_torch_function_stack",
+                  "_push_on_torch_function_stack", "disable_torch_function_subclass")
+
+
+def _file_kind(filename: str) -> str:
+    """``helpers``, ``library`` or ``learner`` for a code object's file name."""
+    if not filename or filename.startswith("<frozen") or filename.startswith("<built-in"):
+        return "library"
+    if filename.startswith("<"):           # <string>, <ipython-input-...>, <lambda>: learner
+        return "learner"
+    try:
+        path = str(Path(filename).resolve())
+    except (OSError, RuntimeError):
+        path = filename
+    if path == _CORE_FILE:
+        return "library"                   # this module: the watch itself, the print sink
+    if path.startswith(_PACKAGE_DIR + os.sep):
+        return "helpers"
+    if any(path.startswith(d + os.sep) for d in _LIB_DIRS) or "site-packages" in path \
+            or "dist-packages" in path:
+        return "library"
+    return "learner"
+
+
+def _code_kind(code) -> str:
+    kind = _CODE_KIND.get(code)
+    if kind is None:
+        kind = _CODE_KIND[code] = _file_kind(code.co_filename)
+    return kind
+
+
+def _origin(frame, skip=()) -> str:
+    """Who made a call: the kind of ``frame`` or, if it is library code, of the nearest frame
+    above it that is not. With ``skip`` (file-name fragments), only frames of those files are
+    passed over. ``learner`` when the learner's code made the call, even through ``map``,
+    ``functools.partial`` or a library function."""
+    f = frame
+    while f is not None:
+        kind = _code_kind(f.f_code)
+        if skip:
+            if not any(s in f.f_code.co_filename for s in skip):
+                return kind
+        elif kind != "library":
+            return kind
+        f = f.f_back
+    return "library"
+
+
+def _helpers_name(code) -> str:
+    rel = Path(code.co_filename).resolve().relative_to(Path(_PACKAGE_DIR).parent)
+    module = ".".join(rel.with_suffix("").parts)
+    return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
+
+
+def _op_name(func) -> str:
+    """The op a torch function-like object reaches: ``torch.dropout``, ``F.dropout`` and
+    ``torch.ops.aten.dropout.default`` are all ``dropout``; ``Tensor.renorm`` is ``renorm``."""
+    schema = getattr(func, "_schema", None)
+    if schema is not None:
+        name = schema.name
+    else:
+        name = getattr(func, "_qualified_op_name", None) or getattr(func, "__name__", "") or ""
+    return str(name).split("::")[-1].split(".")[0]
 
 
 def _resolve(dotted: str):
@@ -304,28 +517,94 @@ def forbidden_classes(forbid) -> list[type]:
     return out
 
 
-def _watch_table(forbid, watch_if=()) -> tuple[dict, dict]:
-    """What a probe watches for: ``(codes, builtins)``, mapping the code object of each
-    forbidden Python function, and the ``id`` of each forbidden built-in (``torch.dropout``),
-    to ``(name, condition)``. ``condition`` is None (any call counts) or a function of the
-    call's arguments (``frame.f_locals``) that returns the name to record, or None."""
-    codes, builtins = {}, {}
+@dataclass
+class _Table:
+    codes: dict          # code object -> (dotted, condition)
+    builtins: dict       # id(built-in) -> (dotted, condition, built-in)
+    prefixes: tuple      # (file path prefix, dotted): every Python function defined there
+    ops: dict            # torch op name -> (dotted, condition), matched by a TorchFunctionMode
+
+
+def _watch_table(forbid, watch_if=()) -> _Table:
+    """What a probe watches for. ``forbid`` and ``watch_if`` entries are dotted names:
+
+    - a Python function or method (``numpy.vander``, ``torch.nn.Dropout.forward``): its code
+      object; a class (``sklearn.linear_model.Ridge``): every function defined in its body;
+    - a built-in (``torch.dropout``): its identity;
+    - anything of torch that reaches an op (``torch.dropout``, ``torch.native_dropout``,
+      ``torch.ops.aten.native_dropout``, ``torch.Tensor.renorm``, ``torch._C._nn.cross_entropy_loss``,
+      ``torch.nn.functional.dropout``): also the op's name, which a TorchFunctionMode sees
+      whatever route or name reached it;
+    - a package or module followed by ``.*`` (``torch.optim.*``): every Python function defined
+      in its files.
+
+    ``condition`` is None (any call counts) or a function of the call's arguments (a dict of
+    named arguments, plus ``"args"``: the positional ones when they could not be named) that
+    returns the name to record, or None.
+    """
+    codes, builtins, prefixes, ops = {}, {}, [], {}
     entries = [(d, None) for d in forbid] + list(watch_if)
     for dotted, condition in entries:
+        if dotted.endswith(".*"):
+            try:
+                mod = importlib.import_module(dotted[:-2])
+            except ImportError:
+                continue
+            f = str(Path(mod.__file__).resolve())
+            prefixes.append((str(Path(f).parent) + os.sep if f.endswith("__init__.py") else f,
+                             dotted[:-2]))
+            continue
         try:
             owner, attr = _resolve(dotted)
             target = getattr(owner, attr)
         except (ImportError, AttributeError):
             continue
         if isinstance(target, type):
-            continue  # classes are found by the subclass test and their forward
+            for v in vars(target).values():
+                fn = getattr(v, "__func__", v)
+                code = getattr(fn, "__code__", None)
+                if code is not None and code.co_name != "__init__":
+                    codes.setdefault(code, (dotted, condition))
+            if dotted.startswith("torch.nn."):
+                continue
+            init = getattr(vars(target).get("__init__"), "__code__", None)
+            if init is not None:
+                codes.setdefault(init, (dotted, condition))
+            continue
         fn = getattr(target, "__func__", target)
+        if not hasattr(fn, "__code__"):        # NumPy's array-function dispatchers
+            fn = getattr(fn, "__wrapped__", fn)
         code = getattr(fn, "__code__", None)
         if code is not None:
             codes[code] = (dotted, condition)
         elif callable(target):
             builtins[id(target)] = (dotted, condition, target)
-    return codes, builtins
+        if dotted.startswith("torch."):
+            name = _op_name(target)
+            if name:
+                ops[name] = (dotted, condition)
+    if ops:
+        # torch.ops.aten.X(...) runs OpOverloadPacket.__call__ / OpOverload.__call__ (one code
+        # object for every op): watched with a condition on which op it is, so the route is seen
+        # even where the function mode was switched off
+        try:
+            from torch import _ops
+        except ImportError:
+            _ops = None
+        for cls in (getattr(_ops, "OpOverloadPacket", None), getattr(_ops, "OpOverload", None)):
+            call = getattr(getattr(cls, "__call__", None), "__code__", None)
+            if call is not None:
+                codes.setdefault(call, ("torch.ops", _op_condition(ops)))
+    return _Table(codes, builtins, tuple(prefixes), ops)
+
+
+def _op_condition(ops):
+    def which(args):
+        entry = ops.get(_op_name(args.get("self") or args.get("self_")))
+        if entry is None:
+            return None
+        return entry[1](args) if entry[1] is not None else entry[0]
+    return which
 
 
 def _public_name(dotted: str) -> str:
@@ -335,22 +614,73 @@ def _public_name(dotted: str) -> str:
     return name.replace("torch.nn._BatchNorm", "torch.nn.BatchNorm1d/2d")
 
 
+def _named_args(func, args, kwargs) -> dict:
+    try:
+        bound = inspect.signature(func).bind_partial(*args, **kwargs).arguments
+        return {**dict(bound), "args": tuple(args)}
+    except (TypeError, ValueError):
+        return {**kwargs, "args": tuple(args)}
+
+
+_MODE_CLASS = None
+
+
+def _function_mode(state: "_Probing", record):
+    """A TorchFunctionMode that records refused torch ops, whatever name or route reached them
+    (an alias, ``getattr`` with a built string, ``torch.ops.aten``, ``torch._C``)."""
+    global _MODE_CLASS
+    from torch.overrides import TorchFunctionMode
+
+    if _MODE_CLASS is None:
+        class _Watch(TorchFunctionMode):
+            def __init__(self, ops, record):
+                super().__init__()
+                self.ops, self.record, self.names = ops, record, {}
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                try:
+                    name = self.names[func]
+                except (KeyError, TypeError):
+                    name = _op_name(func)
+                    try:
+                        self.names[func] = name
+                    except TypeError:
+                        pass
+                entry = self.ops.get(name)
+                if entry is not None:
+                    self.record(entry, _named_args(func, args, kwargs) if entry[1] else {})
+                return func(*args, **kwargs)
+        _MODE_CLASS = _Watch
+    return _MODE_CLASS(state.table.ops, record)
+
+
+def _torch_loaded():
+    return sys.modules.get("torch")
+
+
 @contextlib.contextmanager
 def learner_code():
-    """Run learner code: what it prints is captured (bounded), and every call of a library
-    function that the exercise being probed forbids is recorded.
+    """Run learner code: what it prints is captured (bounded), and every call that the shortcut
+    rule refuses is recorded (DESIGN.md): a library function the exercise forbids, a function or
+    class of the course's own ``helpers`` (``seed_everything`` and ``get_device`` excepted;
+    methods of objects the check passes in, such as a model's forward, are fine), and any attempt
+    to go around the watch (switching the profile hook or the torch function mode off, a
+    thread or a process started by the learner's code).
 
-    Calls are recognised by *what* is called (a Python function's code object, a built-in's
-    identity), through a profile hook, so ``F.dropout``, ``from torch.nn.functional import
-    dropout as d``, ``f = torch.dropout`` and an ``nn.Dropout`` kept inside the answer are all
-    seen. :func:`capture` uses it; a probe that calls learner objects some other way wraps the
-    call in ``with learner_code():``.
+    Calls are recognised by *what* is called, not by name: a profile hook matches code objects,
+    built-ins and file locations, and a TorchFunctionMode matches torch ops, so ``F.dropout``,
+    ``from torch.nn.functional import dropout as d``, ``getattr(torch, "drop" + "out")``,
+    ``torch.ops.aten.native_dropout`` and a helper defined in another cell are all seen.
+    :func:`capture` uses it; a probe that calls learner objects some other way wraps the call in
+    ``with learner_code():``.
     """
     state = _ACTIVE[-1] if _ACTIVE else None
     if state is None or state.depth:
         yield
         return
-    codes, builtins = state.codes, state.builtins
+    table = state.table
+    codes, builtins, prefixes = table.codes, table.builtins, table.prefixes
 
     def record(entry, args):
         name, condition = entry[0], entry[1]
@@ -362,28 +692,94 @@ def learner_code():
         if name:
             state.used.append(_public_name(name))
 
+    def on_call(frame):
+        code = frame.f_code
+        entry = codes.get(code)
+        if entry is not None:
+            record(entry, frame.f_locals)
+            return
+        kind = _CODE_KIND.get(code) or _code_kind(code)
+        if kind == "learner":
+            return
+        if kind == "library":
+            if code.co_name in _MODE_SWITCHES and "torch" in code.co_filename and \
+                    _origin(frame.f_back, skip=("/contextlib.py",)) == "learner":
+                state.tamper.append(f"torch's {code.co_name} (switching off the check's watch)")
+                return
+        if kind == "helpers":
+            if code.co_name in HELPERS_ALLOWED:
+                return
+            if code.co_name != "__init__" and code.co_varnames[:1] == ("self",):
+                torch = _torch_loaded()
+                me = frame.f_locals.get("self")
+                if torch is not None and isinstance(me, torch.nn.Module):
+                    return                   # a method of a model the check passed in
+            if _origin(frame.f_back) == "learner":
+                state.helpers.append(_helpers_name(code))
+        elif prefixes and kind == "library":
+            fname = code.co_filename
+            for prefix, dotted in prefixes:
+                if fname.startswith(prefix):
+                    state.used.append(dotted)
+                    break
+
+    closing = False
+
     def hook(frame, event, arg):
         if event == "call":
-            entry = codes.get(frame.f_code)
-            if entry is not None:
-                record(entry, frame.f_locals)
+            on_call(frame)
         elif event == "c_call":
             entry = builtins.get(id(arg))
             if entry is not None and entry[2] is arg:
                 record(entry, {})
+                return
+            name = getattr(arg, "__name__", None)
+            what = _TAMPER_BUILTINS.get(name)
+            if what is None and name == "__enter__" and \
+                    type(getattr(arg, "__self__", None)).__name__.startswith("DisableTorchFunction"):
+                what = "torch._C.DisableTorchFunction (switching off the check's watch)"
+            if what is not None:
+                if closing:
+                    return
+                if what not in ("a thread", "a new process") and \
+                        _code_kind(frame.f_code) != "learner":
+                    return                   # torch's own handling of its modes
+                if what in ("a thread", "a new process") and \
+                        _origin(frame, skip=_THREAD_FILES) != "learner":
+                    return                   # a library's own worker thread (tqdm's monitor)
+                state.tamper.append(what)
 
-    watching = bool(codes or builtins)
+    import threading
+
     previous = sys.getprofile()
+    prev_thread = getattr(threading, "_profile_hook", None)
+    torch = _torch_loaded()
+    mode = _function_mode(state, record) if torch is not None and table.ops else None
     state.depth += 1
     try:
         with contextlib.redirect_stdout(state.printed), contextlib.redirect_stderr(state.printed):
-            if watching:
-                sys.setprofile(hook)
+            if mode is not None:
+                mode.__enter__()
+            threading.setprofile(hook)
+            sys.setprofile(hook)
             try:
                 yield
             finally:
-                if watching:
-                    sys.setprofile(previous)
+                still = sys.getprofile() is hook
+                closing = True
+                sys.setprofile(previous)
+                threading.setprofile(prev_thread)
+                if not still:
+                    state.tamper.append("sys.setprofile (switching off the check's watch)")
+                if mode is not None:
+                    from torch.overrides import _get_current_function_mode
+                    on_top = _get_current_function_mode() is mode
+                    try:
+                        mode.__exit__(None, None, None)
+                    except Exception:  # noqa: BLE001 - the learner's code popped it already
+                        on_top = False
+                    if not on_top:
+                        state.tamper.append("the torch function mode (switching off the check's watch)")
     finally:
         state.depth -= 1
 
@@ -399,19 +795,95 @@ def capture(fn: Callable, *args, **kwargs) -> Any:
         with learner_code():
             out = fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - any learner error becomes data
-        return {"__raised__": f"{type(e).__name__}: {e}"[:500],
-                "__where__": learner_frame(e)}
+        return raised_data(e, args, kwargs)
     return encode(out)
 
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+def raised_data(e: BaseException, args=(), kwargs=None) -> dict:
+    """What the record keeps of an exception in learner code: its type and text, where in the
+    learner's own code it happened (never a frame of NumPy or torch), which exercise's answer
+    that code belongs to, and what the check passed in (kinds, shapes, dtypes)."""
+    out = {"__raised__": f"{type(e).__name__}: {e}"[:500], "__where__": learner_frame(e)}
+    owner = _answer_owner(e)
+    if owner:
+        out["__from__"] = owner
+    described = describe_args(args, kwargs or {})
+    if described:
+        out["__args__"] = described
+    if isinstance(e, NameError):
+        near = _near_names(getattr(e, "name", None) or _missing_name(str(e)), e)
+        if near:
+            out["__near__"] = near
+    return out
+
+
+def describe(v: Any) -> str:
+    """A short description of a value the check passed in: kind, dtype and shape."""
+    if hasattr(v, "detach") and hasattr(v, "shape") and hasattr(v, "dtype"):
+        return f"a {str(v.dtype).removeprefix('torch.')} tensor of shape {tuple(v.shape)}"
+    if isinstance(v, np.ndarray):
+        return f"a {v.dtype} NumPy array of shape {v.shape}"
+    if isinstance(v, (bool, int, float, np.generic)):
+        return repr(v.item() if isinstance(v, np.generic) else v)
+    if v is None or isinstance(v, str):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(describe(x) for x in list(v)[:4]) + (", ..." if len(v) > 4 else "")
+        return f"a {type(v).__name__} [{inner}]" if len(inner) < 160 else \
+            f"a {type(v).__name__} of {len(v)} items"
+    return f"a {type(v).__name__}"
+
+
+def describe_args(args, kwargs) -> str:
+    parts = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+    text = "; ".join(parts)
+    return text[:400]
+
+
+def _answer_owner(e: BaseException) -> str:
+    """The exercise whose answer the innermost learner frame belongs to (by function name)."""
+    frames = [fr for fr in traceback.extract_tb(e.__traceback__)
+              if _file_kind(fr.filename) == "learner"]
+    if not frames:
+        return ""
+    names = {ex.name: ex.id for ex in REGISTRY.values()}
+    for fr in reversed(frames):
+        if fr.name in names:
+            return names[fr.name]
+    return ""
+
+
+def _missing_name(text: str) -> str | None:
+    m = re.search(r"name '([^']+)' is not defined", text)
+    return m.group(1) if m else None
+
+
+def _near_names(name: str | None, e: BaseException | None = None) -> list[str]:
+    """Names the learner did define that look like ``name`` (a misspelling)."""
+    import difflib
+
+    if not name:
+        return []
+    pool = set(dir(__import__("builtins")))
+    ns = _user_namespace()
+    if ns:
+        pool |= {k for k in ns if not k.startswith("_")}
+    tb = getattr(e, "__traceback__", None)
+    while tb is not None:
+        pool |= set(tb.tb_frame.f_globals) | set(tb.tb_frame.f_locals)
+        tb = tb.tb_next
+    pool.discard(name)
+    return difflib.get_close_matches(name, sorted(pool), n=3, cutoff=0.75)
 
 
 def learner_frame(e: BaseException) -> str:
-    """Where in the learner's code an exception happened (the innermost frame outside helpers/)."""
+    """Where in the learner's own code an exception happened: the innermost frame that is
+    neither the course's package nor a library (NumPy, torch), with its function name."""
     for fr in reversed(traceback.extract_tb(e.__traceback__)):
-        if not str(Path(fr.filename).resolve()).startswith(_PACKAGE_DIR):
-            return f"line {fr.lineno}: {fr.line}"[:200] if fr.line else f"line {fr.lineno}"
+        if _file_kind(fr.filename) == "learner":
+            where = f"in `{fr.name}`, " if fr.name and not fr.name.startswith("<") else ""
+            line = f"{where}line {fr.lineno}"
+            return (f"{line}: {fr.line.strip()}" if fr.line else line)[:200]
     return ""
 
 
@@ -484,7 +956,7 @@ def decode(data: Any, depth: int = 0) -> Any:
         raise ValueError("record nested too deep")
     if isinstance(data, dict):
         if "__raised__" in data:
-            return Raised(str(data["__raised__"]) + (f" ({data.get('__where__')})" if data.get("__where__") else ""))
+            return Raised(raised_text(data))
         if "__array__" in data:
             raw = base64.b64decode(data["__array__"], validate=True)
             shape = tuple(int(s) for s in data["shape"])
@@ -716,15 +1188,22 @@ def run(exercise_id: str, answer: Any, seed: int | None = None) -> tuple[Verdict
             data = ex.run_probe(answer, seed)
         record = {"exercise": exercise_id, "seed": seed, "data": data}
     except Exception as e:  # noqa: BLE001 - the probe failed on learner code outside capture
-        record = {"exercise": exercise_id, "seed": seed, "raised": f"{type(e).__name__}: {e}"[:500]}
+        record = {"exercise": exercise_id, "seed": seed, "raised": raised_text(raised_data(e))[:900]}
     finally:
         _ACTIVE.remove(state)
     used = list(state.used)
+    helpers_used = list(state.helpers)
     if isinstance(answer, type):
         used += [_public_name(f"{c.__module__}.{c.__qualname__}")
                  for c in forbidden_classes(ex.forbid) if issubclass(answer, c)]
+        helpers_used += [f"{c.__module__}.{c.__qualname__}" for c in answer.__mro__[1:]
+                         if str(getattr(c, "__module__", "")).split(".")[0] == "helpers"]
     if used:
         record["library"] = sorted(set(used))
+    if helpers_used:
+        record["helpers"] = sorted(set(helpers_used))
+    if state.tamper:
+        record["tamper"] = sorted(set(state.tamper))
     printed = state.printed.summary()
     if printed:
         record["printed"] = printed
@@ -773,7 +1252,7 @@ _DEF_RE = r"^(?:(?:async\s+)?def|class)\s+{0}\b|^{0}\s*(?::[^=]*)?=[^=]"
 
 
 def stale_answer_note(name: str, answer: Any) -> str:
-    """When the latest cell that defines ``name`` did not run to its end, say so.
+    """When the latest cell that defines ``name`` did not run to its end, why (else "").
 
     IPython's input history (``In``) holds every cell run. The latest one whose text defines
     ``name`` is the learner's latest answer: when it does not parse, or its definition differs
@@ -796,9 +1275,7 @@ def stale_answer_note(name: str, answer: Any) -> str:
     try:
         tree = ast.parse(code)
     except SyntaxError as e:
-        return (f"your latest answer cell did not run: SyntaxError on line {e.lineno} "
-                f"({(e.msg or '').strip()}); this verdict is about the version of `{name}` "
-                "defined before it. Fix the error and run the answer cell again.")
+        return f"SyntaxError on line {e.lineno}: {(e.msg or '').strip()}"
     if not _defines(tree, name) or not callable(answer):
         return ""
     try:
@@ -816,9 +1293,7 @@ def stale_answer_note(name: str, answer: Any) -> str:
             return a.strip() == b.strip()
 
     if segments and not any(same(current, seg) for seg in segments):
-        return (f"your latest answer cell stopped with an error before it defined `{name}`; "
-                f"this verdict is about the version defined before it. Fix the error and run "
-                "the answer cell again.")
+        return f"the cell stopped with an error before it defined `{name}`"
     return ""
 
 
@@ -839,22 +1314,35 @@ def check(exercise_id: str, answer: Any = _MISSING) -> Verdict | None:
     notes = []
     if answer is _MISSING:
         answer = (ns or {}).get(ex.name, _MISSING)
+    stale = ""
     if answer is _MISSING:
         what = "defines" if ex.kind != "value" else "sets"
-        verdict = Verdict(exercise_id, "error",
-                          f"`{ex.name}` is not defined yet: run the answer cell above first "
-                          f"({exercise_id} {what} `{ex.name}`), then this check.")
+        near = _near_names(ex.name)
+        if near:
+            message = (f"`{ex.name}` is not defined, but your notebook defines "
+                       f"{', '.join('`' + n + '`' for n in near)}: the check looks for the exact "
+                       f"name `{ex.name}` ({exercise_id} {what} it). Rename it and run the "
+                       "answer cell again.")
+        else:
+            message = (f"`{ex.name}` is not defined yet: run the answer cell above first "
+                       f"({exercise_id} {what} `{ex.name}`), then this check.")
+        verdict = Verdict(exercise_id, "error", message)
         record = {"exercise": exercise_id, "seed": case_seed(),
                   "raised": f"NameError: `{ex.name}` is not defined (the answer cell was not run)"}
     else:
-        note = stale_answer_note(ex.name, answer)
-        if note:
-            notes.append(note)
+        stale = stale_answer_note(ex.name, answer)
         verdict, record = run(exercise_id, answer)
     payload = json.dumps(record)
     if len(payload) > MAX_RECORD_BYTES:
         record = {"exercise": exercise_id, "raised": "RecordTooLarge: the probe's data is too large"}
     text = verdict.text()
+    if stale:
+        # the first line must not say "passed": the learner's latest edit was not checked
+        judged = ("its results are right, but it is not your latest edit" if verdict.passed
+                  else f"and it fails: {verdict.message}")
+        text = (f"{exercise_id}: your latest edit of `{ex.name}` did not run ({stale}).\n"
+                f"This check judged the older `{ex.name}` still in memory, {judged}. Fix the "
+                "error and run the answer cell again.")
     printed = "\n".join(notes + ([printed_note(record)] if printed_note(record) else []))
     if ns is not None:
         from IPython.display import display
