@@ -1,26 +1,37 @@
-"""Checks for lesson 03 (dropout): ex3.1 dropout_forward, ex3.2 dropout_backward,
+"""Checks for lesson 03 (dropout): ex3.1 dropout_forward, ex3.2 gaussian_dropout,
 ex3.3 Dropout, ex3.4 mc_dropout_predict, ex3.5 max_norm_.
 
 Every probe and judge builds its inputs from the case seed (``case_rng(seed, salt)``): shapes
-and edge cases are fixed, values and drop probabilities vary with the seed.
+and edge cases are fixed, values and drop probabilities vary with the seed. Side effects (an
+input changed in place, a model's modes and buffers after the call) are recorded as raw values
+(``inputs_after``) and decided by the judge (``input_changed``).
 
 Randomness is judged by statistics only. The probe seeds torch's global generator, NumPy's,
 and passes a seeded ``torch.Generator`` where the signature has one (``seed_all``), so an
 answer may draw from any of them. The judge then checks properties that every correct answer
 has, whatever its random stream: the mask values are 0 or ``1/(1-p)``, ``out = x * mask``, the
-dropped fraction is within a binomial bound of ``p``, and the drops are independent across
-elements, samples, channels and calls (chi-square tests on the row and column counts, a
-correlation test between two calls). For MC dropout the judge rebuilds the probe's model,
-draws its own large Monte Carlo reference in float64 and compares with Bernstein bounds.
+dropped fraction is within an exact binomial interval around ``p``, and the drops are
+independent across elements, samples, channels and calls (chi-square tests on the row and
+column counts, a correlation test between two calls). Gaussian dropout (ex3.2) is judged with
+exact distributions (normal, chi-square, Student's t, and the DKW bound for a
+Kolmogorov-Smirnov distance). For MC dropout the judge rebuilds the probe's model, draws its
+own large Monte Carlo reference in float64 and compares with Bernstein bounds.
 
 **False failures of a correct answer** (the rates the docstrings state are per check, by the
 union bound over every statistical test of that check):
 
-- a drop rate: a two-sided 6-sd binomial bound (normal tail 2e-9; the skew of a binomial with
-  at least 1700 draws keeps it below 1e-8);
+- a drop count: outside the central ``1 - RATE_ALPHA`` (``1e-9``) of its exact binomial
+  distribution (scipy's quantiles, ``RATE_ALPHA / 2`` per side);
 - a chi-square test of row or column counts: p-value below ``P_FAIL = 1e-11`` (the
-  Wilson-Hilferty approximation is within a factor 100 of the exact tail there);
-- two calls' masks: a correlation above 6 standard errors (2e-9).
+  Wilson-Hilferty approximation of a sum of standardised binomial squares; tests compute the
+  exact tail of that sum, by convolution, at the threshold: below 1e-9 for every shape and p
+  the cases use);
+- two calls' masks: the number of elements both calls dropped, given how many each dropped,
+  is hypergeometric for independent calls: exact tails, ``RATE_ALPHA / 2`` per side.
+
+**Named confusions** pass with probability below 1e-12: their drop rates (1 - p for keep
+probability p) or mask values are far outside the intervals, and shared masks are found
+deterministically (every sample's mask equal, one draw per sample or channel).
 """
 
 from __future__ import annotations
@@ -33,13 +44,30 @@ import torch
 from torch import nn
 
 from helpers.checks.core import (Fail, Raised, Value, as_array, capture, case_rng, close, encode,
-                                 exercise, expect_array, match_mistake, max_err, seed_all,
-                                 unwrap)
+                                 exercise, expect_array, input_changed, inputs_after,
+                                 learner_code, match_mistake, max_err, seed_all, unwrap)
 
 # a p-value below this means "not what independent Bernoulli draws give" (correct answers
 # sit far above it, the mistakes far below)
 P_FAIL = 1e-11
-RATE_SDS = 6.0
+# a drop count outside the central 1 - RATE_ALPHA of its exact binomial distribution fails
+RATE_ALPHA = 1e-9
+
+# DESIGN.md's shortcut rule: every dropout op is refused in ex3.1, ex3.2 and ex3.3 (a mask made
+# by F.dropout is refused in ex3.2 as well); core matches torch ops by the op they reach
+FORBID_DROPOUT = (
+    "torch.nn.functional.dropout", "torch.nn.Dropout", "torch.dropout", "torch.dropout_",
+    "torch.native_dropout", "torch.ops.aten.dropout", "torch.ops.aten.native_dropout",
+    "torch.feature_dropout", "torch.alpha_dropout", "torch.feature_alpha_dropout",
+    "torch.nn.functional.alpha_dropout", "torch.nn.functional.feature_alpha_dropout",
+    "torch.nn.functional.dropout1d", "torch.nn.functional.dropout2d",
+    "torch.nn.functional.dropout3d", "torch.nn.Dropout1d", "torch.nn.Dropout2d",
+    "torch.nn.Dropout3d", "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout",
+)
+FORBID_HINT_31 = ("draw one uniform (or Bernoulli) number per element yourself, compare it "
+                  "with p, and scale the kept elements.")
+FORBID_HINT_32 = ("draw the normal noise yourself, one value per element; a library dropout "
+                  "call draws a Bernoulli mask, not Gaussian noise.")
 
 
 def _x(rng, shape, no_zeros=False, dtype=np.float32):
@@ -94,6 +122,15 @@ def _count_test(drop2d, p):
     return _chi2_sf(rows, n), _chi2_sf(cols, m)
 
 
+def _rate_interval(n, p):
+    """The dropped fraction of n independent Bernoulli(p) draws lies in this range except with
+    probability at most RATE_ALPHA (exact binomial quantiles, RATE_ALPHA / 2 per side)."""
+    from scipy import stats
+    lo = stats.binom.ppf(RATE_ALPHA / 2, n, p)       # P(K < lo) <= RATE_ALPHA / 2
+    hi = stats.binom.isf(RATE_ALPHA / 2, n, p)       # P(K > hi) <= RATE_ALPHA / 2
+    return float(lo) / n, float(hi) / n
+
+
 def _judge_drop_pattern(label, drop, p, shape):
     """Drop rate within a binomial bound, drops independent across elements and samples.
 
@@ -122,15 +159,15 @@ def _judge_drop_pattern(label, drop, p, shape):
                        "one Bernoulli per element of x.")
     n = drop.size
     rate = float(drop.mean())
-    sd = np.sqrt(p * (1 - p) / n)
-    if abs(rate - p) > RATE_SDS * sd:
-        if abs(rate - (1 - p)) <= RATE_SDS * sd:
+    lo, hi = _rate_interval(n, p)
+    if not lo <= rate <= hi:
+        if lo <= 1 - rate <= hi or abs(rate - (1 - p)) < abs(rate - p) / 2:
             raise Fail(f"{label}: {rate:.1%} of the elements were dropped, but p = {p} is the "
                        f"probability of dropping: about {p:.0%} should be zero, not {1 - p:.0%}. "
                        "You used p as the keep probability (keep with probability 1 - p).")
         raise Fail(f"{label}: {rate:.1%} of the elements were dropped; with p = {p} about "
-                   f"{p:.0%} should be (binomial bound ±{RATE_SDS * sd:.1%}). Drop each element "
-                   "independently with probability p.")
+                   f"{p:.0%} should be ({n} independent draws fall within {lo:.1%} to "
+                   f"{hi:.1%}). Drop each element independently with probability p.")
     p_rows, p_cols = _count_test(flat, p)
     if p_cols < P_FAIL:
         raise Fail(f"{label}: the masks of different samples are strongly alike (the same "
@@ -148,21 +185,27 @@ def _judge_drop_pattern(label, drop, p, shape):
 
 
 def _judge_two_calls(label, d1, d2, p):
-    """Two calls on the same input must draw new masks (correlation test, false-failure
-    rate 2e-9)."""
-    a, b = d1.reshape(-1).astype(np.float64), d2.reshape(-1).astype(np.float64)
+    """Two calls on the same input must draw new masks. Given how many elements each call
+    dropped, the number dropped by both is hypergeometric for independent calls (i.i.d. drops
+    make the dropped set uniform given its size): an exact test, false-failure rate
+    ``RATE_ALPHA``."""
+    from scipy import stats
+    a, b = d1.reshape(-1), d2.reshape(-1)
     if np.array_equal(a, b):
         raise Fail(f"{label}: two calls returned the same mask on every call. Each call "
                    "must draw a fresh mask: do not re-seed (torch.manual_seed, a new "
                    "Generator with a fixed seed, np.random.seed) inside the function, and "
                    "draw from the generator you are given (or the global one) without "
                    "resetting it.")
-    if a.std() > 0 and b.std() > 0:
-        r = float(np.corrcoef(a, b)[0, 1])
-        if r * np.sqrt(a.size) > 6:
-            raise Fail(f"{label}: two calls gave masks that are strongly correlated "
-                       f"(correlation {r:.2f}, expected about 0). Each call must draw a fresh, "
-                       "independent mask.")
+    n, k1, k2 = a.size, int(a.sum()), int(b.sum())
+    both = int((a & b).sum())
+    hi = stats.hypergeom.sf(both - 1, n, k1, k2)        # P(overlap >= both)
+    lo = stats.hypergeom.cdf(both, n, k1, k2)           # P(overlap <= both)
+    if min(hi, lo) < RATE_ALPHA / 2:
+        r = float(np.corrcoef(a.astype(np.float64), b.astype(np.float64))[0, 1])
+        raise Fail(f"{label}: two calls gave masks that are strongly correlated "
+                   f"(correlation {r:.2f}, expected about 0). Each call must draw a fresh, "
+                   "independent mask.")
 
 
 # ------------------------------------------------------------------ ex3.1
@@ -190,13 +233,12 @@ def probe_forward(dropout_forward, seed):
     gen = _probe_seed(seed, 3102)
     out = []
     for _, x, p, training, calls, with_gen in _forward_cases(seed):
-        x0 = torch.from_numpy(x.copy())
-        xt = x0.clone()
+        xt = torch.from_numpy(x.copy())
         rec = {"calls": []}
         for _ in range(calls):
             kwargs = {"generator": gen} if with_gen else {}
             rec["calls"].append(capture(dropout_forward, xt, p, training, **kwargs))
-        rec["input_changed"] = bool(not torch.equal(xt, x0))
+        rec["x_after"] = inputs_after(xt)
         out.append(rec)
     return out
 
@@ -215,6 +257,10 @@ def _judge_identity(label, x, p, got, what, misconception_hint, eval_hint=""):
         raise Fail(f"{label}: out = x / (1-p) in eval mode; eval must return x unchanged "
                    "(no mask, no scale).")
     zeros = float(np.mean((o == 0) & (x != 0)))
+    if p == 0 and "training" in what.replace("training=False", ""):
+        raise Fail(f"{label}: out differs from x ({zeros:.0%} of the outputs zeroed, largest "
+                   f"difference {max_err(o, x):.3g}). With p = 0 nothing is dropped and the "
+                   "scale is 1: out must equal x.")
     if zeros > 0:
         raise Fail(f"{label}: {zeros:.0%} of the outputs were zeroed: dropout is active in eval "
                    f"mode. Dropout must be off in eval mode: return x unchanged. {eval_hint}".strip())
@@ -257,11 +303,11 @@ def judge_forward(data, seed):
         if not training or p == 0:
             got = unwrap_first(rec["calls"][0])
             _judge_identity(label, x, p, got, what, MISCONCEPTION)
-            if rec["input_changed"]:
+            if input_changed(rec.get("x_after"), x):
                 raise Fail(f"{label}: your function changed its input x in place; return a new "
                            "tensor.")
             continue
-        if rec["input_changed"]:
+        if input_changed(rec.get("x_after"), x):
             raise Fail(f"{label}: your function changed its input x in place (e.g. x *= mask "
                        "or x.mul_(mask)); return a new tensor.")
         drops = []
@@ -317,78 +363,347 @@ def _judge_mask_values(label, x, p, out, mask):
                f"1/(1-p) = {scale:.4g}.")
 
 
-exercise("ex3.1", "dropout_forward", probe_forward, judge_forward)
+exercise("ex3.1", "dropout_forward", probe_forward, judge_forward,
+         forbid=FORBID_DROPOUT, forbid_hint=FORBID_HINT_31)
 
 # ------------------------------------------------------------------ ex3.2
 
-def _backward_cases(seed):
-    """(label, grad_out, mask, p)."""
+# every statistical test of ex3.2 fails a correct answer with probability at most ALPHA_32
+# (exact distributions: Gaussian noise makes the mean normal, the sums of squares chi-square,
+# the correlation of two calls Student's t, and the Kolmogorov-Smirnov distance obeys the
+# Dvoretzky-Kiefer-Wolfowitz inequality with Massart's constant, valid for every n)
+ALPHA_32 = 1e-9
+# a variance ratio within this factor of a named confusion's ratio is reported as that confusion
+CONFUSION_BAND = 1.25
+
+
+def _gauss_cases(seed):
+    """(label, x, p, training, calls, with_generator). The p ranges keep the named confusions'
+    variances (p(1-p), (p/(1-p))^2 for a std of p/(1-p), (1-p)/p for the keep probability)
+    far from the right one and from each other: p in [0.2, 0.25], [0.65, 0.75], [0.8, 0.85]."""
     rng = case_rng(seed, 3201)
-    pa = round(float(rng.uniform(0.2, 0.4)), 3)
-    pb = round(float(rng.uniform(0.6, 0.7)), 3)
-    pc = round(float(rng.uniform(0.08, 0.15)), 3)
+    pa = round(float(rng.uniform(0.2, 0.25)), 3)
+    pb = round(float(rng.uniform(0.65, 0.75)), 3)
+    pc = round(float(rng.uniform(0.8, 0.85)), 3)
+    return [
+        (f"a (64, 96) batch, p={pa}, training, with a generator", _x(rng, (64, 96)), pa, True, 2, True),
+        (f"a (32, 64) float64 batch, p={pb}, training, generator=None",
+         _x(rng, (32, 64), dtype=np.float64), pb, True, 1, False),
+        (f"a (6, 3, 12, 12) batch of images, p={pc}, training", _x(rng, (6, 3, 12, 12)), pc, True, 1, True),
+        (f"a (16, 32) batch, p={pb}, eval (training=False)", _x(rng, (16, 32)), pb, False, 1, True),
+        (f"a (2, 3, 4, 4) batch, p={pa}, eval (training=False)", _x(rng, (2, 3, 4, 4)), pa, False, 1, False),
+        ("a (16, 32) batch, p=0.0, training", _x(rng, (16, 32)), 0.0, True, 1, False),
+    ]
+
+
+def probe_gaussian(gaussian_dropout, seed):
+    gen = _probe_seed(seed, 3202)
     out = []
-    for label, shape, p in [(f"a (32, 48) gradient, p={pa}", (32, 48), pa),
-                            (f"a (4, 3, 8, 8) gradient, p={pb}", (4, 3, 8, 8), pb),
-                            (f"a (10, 20) gradient, p={pc}", (10, 20), pc)]:
-        g = rng.standard_normal(shape).astype(np.float32)
-        keep = rng.random(shape) >= p
-        keep.reshape(-1)[:2] = [True, False]          # both kinds of element, at every seed
-        out.append((label, g, (keep / (1 - p)).astype(np.float32), p))
-    g = rng.standard_normal((6, 5)).astype(np.float32)
-    out.append(("a mask of ones (eval mode or p=0)", g, np.ones((6, 5), np.float32), 0.0))
+    for _, x, p, training, calls, with_gen in _gauss_cases(seed):
+        xt = torch.from_numpy(x.copy())
+        rec = {"calls": []}
+        for _ in range(calls):
+            kwargs = {"generator": gen} if with_gen else {}
+            rec["calls"].append(capture(gaussian_dropout, xt, p, training, **kwargs))
+        rec["x_after"] = inputs_after(xt)
+        out.append(rec)
     return out
 
 
-def probe_backward(dropout_backward, seed):
-    out = []
-    for _, g, m, _ in _backward_cases(seed):
-        gt, mt = torch.from_numpy(g.copy()), torch.from_numpy(m.copy())
-        res = capture(dropout_backward, gt, mt)
-        out.append({"result": res,
-                    "input_changed": bool(not (np.array_equal(gt.numpy(), g)
-                                               and np.array_equal(mt.numpy(), m)))})
-    return out
+def _gauss_pair(call, what):
+    """``(out, noise)`` from one decoded call."""
+    if isinstance(call, Raised):
+        raise call
+    if isinstance(call, (list, tuple)) and len(call) == 2:
+        return call[0], call[1]
+    kind = type(call).__name__ if not isinstance(call, Value) else f"a single {call.kind} value"
+    raise Fail(f"{what} should return a pair (out, noise), got {kind}.")
 
 
-def judge_backward(data, seed):
-    for (label, g, m, p), rec in zip(_backward_cases(seed), data, strict=True):
-        g64, m64 = g.astype(np.float64), m.astype(np.float64)
-        ref = g64 * m64
-        a = expect_array(rec["result"], f"{label}: the gradient", dtype="float32", kind="torch")
-        if a.shape != ref.shape:
-            raise Fail(f"{label}: got shape {a.shape}, expected the shape of grad_out {ref.shape}.")
-        if not close(a, ref, rtol=1e-5, atol=1e-6):
-            if p > 0 and close(a, g64 * (m64 != 0), rtol=1e-5, atol=1e-6):
-                raise Fail(f"{label}: you zeroed the dropped positions but passed the kept "
-                           "gradients through without the scale 1/(1-p). In the forward pass "
-                           "a kept element was multiplied by its mask value, scale included: "
-                           "what is the derivative of that product?")
-            if p > 0 and close(a, g64, rtol=1e-5, atol=1e-6):
-                raise Fail(f"{label}: the gradient came back unchanged. A dropped element had "
-                           "no effect on the output, so it gets no gradient; a kept one was "
-                           "scaled in the forward pass, and so is its gradient.")
-            if p > 0 and close(a, g64 * (m64 != 0) * (1 - p), rtol=1e-5, atol=1e-6):
-                raise Fail(f"{label}: the kept gradients were multiplied by (1-p); the forward "
-                           "pass scaled kept elements by 1/(1-p), and the chain rule carries "
-                           "that same factor back.")
-            raise Fail(f"{label}: wrong gradient (largest difference {max_err(a, ref):.3g}). "
-                       "Each output element is its input times a constant (its mask value): "
-                       "apply the chain rule element by element.")
-        if rec["input_changed"]:
-            raise Fail(f"{label}: your function changed grad_out or mask in place; return a new "
-                       "tensor.")
+def _gauss_identity(label, x, p, got, what):
+    """Eval mode (or p = 0): out is x, in x's dtype."""
+    o = expect_array(got, f"{label}: {what} (out)", dtype=_dtype_name(x), kind="torch")
+    if o.shape != x.shape:
+        raise Fail(f"{label}: out has shape {o.shape}, expected x's shape {x.shape}.")
+    x64 = x.astype(np.float64)
+    if close(o, x64, rtol=1e-6, atol=0):
+        return
+    if p > 0 and close(o, x64 * (1 - p), rtol=1e-5, atol=1e-7):
+        raise Fail(f"{label}: out = (1-p) * x. {MISCONCEPTION}")
+    nz = x64 != 0
+    ratio = o[nz] / x64[nz]
+    if p == 0:
+        raise Fail(f"{label}: out differs from x (largest difference {max_err(o, x64):.3g}). "
+                   "With p = 0 the noise has variance 0: out must equal x.")
+    if ratio.size > 4 and np.std(ratio) > 1e-3:
+        raise Fail(f"{label}: out differs from x by a random factor: noise is applied in eval "
+                   "mode. Like dropout, Gaussian dropout is on only in training: with "
+                   "training=False return x unchanged.")
+    raise Fail(f"{label}: out differs from x (largest difference {max_err(o, x64):.3g}). With "
+               "training=False dropout is the identity: out must equal x.")
+
+
+def _gauss_call(label, x, p, call, what):
+    """One training-mode call: structure, dtypes, shapes, out = x * noise. Returns the noise."""
+    o, n = _gauss_pair(call, what)
+    dt = _dtype_name(x)
+    hint = ("NumPy draws are float64 and .float() makes float32: make the noise in x's dtype "
+            "(dtype=x.dtype, or .to(x.dtype)).")
+    o = expect_array(o, f"{label}: out", dtype=dt, kind="torch", hint=hint)
+    if o.shape != x.shape:
+        raise Fail(f"{label}: out has shape {o.shape}, expected x's shape {x.shape}.")
+    if isinstance(n, Value) and np.ndim(n.value) == 0 and not isinstance(n.value, np.ndarray):
+        raise Fail(f"{label}: noise is a single number. Return the noise tensor you multiplied "
+                   f"x by, one independent draw per element (shape {x.shape}).")
+    n = expect_array(n, f"{label}: noise", dtype=dt, kind="torch", hint=hint)
+    if n.shape != x.shape:
+        if n.ndim == x.ndim and n.shape[0] == 1:
+            raise Fail(f"{label}: the noise has shape {n.shape}: one noise tensor shared by the "
+                       f"batch. Draw noise of x's full shape {x.shape}.")
+        raise Fail(f"{label}: the noise has shape {n.shape}, expected x's shape {x.shape} (one "
+                   "independent draw per element).")
+    if not np.all(np.isfinite(n)):
+        raise Fail(f"{label}: the noise contains inf or NaN values.")
+    x64 = x.astype(np.float64)
+    if not close(o, x64 * n, rtol=1e-5, atol=1e-6):
+        if close(o, x64 + n, rtol=1e-5, atol=1e-6) or close(o, x64 + n - 1, rtol=1e-5, atol=1e-6):
+            raise Fail(f"{label}: out = x + noise. Gaussian dropout is multiplicative, like "
+                       "dropout's mask: out = x times the noise, and the noise has mean 1 so "
+                       "that on average out equals x.")
+        raise Fail(f"{label}: out is not x * noise (largest difference "
+                   f"{max_err(o, x64 * n):.3g}). Return the noise you multiplied x by.")
+    return n
+
+
+def _chi2_two_sided(stat, dof):
+    """Exact two-sided p-value of a chi-square statistic (scipy's chi-square tails)."""
+    from scipy import stats
+    return 2.0 * min(stats.chi2.sf(stat, dof), stats.chi2.cdf(stat, dof))
+
+
+def _variance_interval(n):
+    """The range of (sum of squares / n) that a correct answer's n draws fall outside of with
+    probability ALPHA_32 (chi-square with n degrees of freedom, ALPHA_32 / 2 on each side)."""
+    from scipy import stats
+    return stats.chi2.ppf(ALPHA_32 / 2, n) / n, stats.chi2.isf(ALPHA_32 / 2, n) / n
+
+
+def _gauss_structure(label, noise, shape):
+    """Deterministic signs of shared or discrete noise (no statistics needed)."""
+    N = shape[0]
+    flat = noise.reshape(N, -1)
+    if flat.size > 1 and np.all(flat == flat.reshape(-1)[0]):
+        raise Fail(f"{label}: every element got the same noise value (one draw for the whole "
+                   "tensor). Draw an independent value for every element of x.")
+    if N > 1 and np.all(flat == flat[:1]):
+        raise Fail(f"{label}: every sample in the batch got the same noise (one noise shared by "
+                   "the batch). Draw noise of x's full shape, one value per element.")
+    if flat.shape[1] > 1 and np.all(flat == flat[:, :1]):
+        raise Fail(f"{label}: each sample's elements share one noise value (one draw per "
+                   "sample). Draw an independent value for every element of x.")
+    if len(shape) == 4:
+        maps = noise.reshape(shape[0] * shape[1], -1)
+        if np.all(maps == maps[:, :1]):
+            raise Fail(f"{label}: whole channels share one noise value (one draw per (sample, "
+                       "channel)). Draw an independent value for every element of x.")
+    k = np.unique(noise).size
+    if k <= 2:
+        raise Fail(f"{label}: the noise takes only {k} distinct value(s), like ex3.1's keep/drop "
+                   "mask. Gaussian dropout replaces the two-valued mask by continuous normal "
+                   "noise with the same mean and variance.")
+    if k < noise.size // 2:
+        raise Fail(f"{label}: the noise takes only {k} distinct values over {noise.size} "
+                   "elements; normal draws are continuous (practically all distinct). Draw "
+                   "from a normal distribution, one value per element.")
+
+
+def _variance_confusions(p):
+    """(ratio of the variance used to the right one, hint) for each named confusion."""
+    v = p / (1 - p)
+    return [
+        (p * (1 - p) / v,
+         "that is p(1-p), the variance of a single keep/drop coin. ex3.1's mask is that coin "
+         "scaled by 1/(1-p): scale the variance too (work out E[m^2] - E[m]^2 for the mask)."),
+        (v * v / v,
+         "the standard deviation you used is the number the variance should be (a normal "
+         "draw is scaled by its standard deviation, the square root of the variance)."),
+        (((1 - p) / p) / v,
+         "that is the variance for keep probability p: p is the probability of dropping, so "
+         "the mask keeps a fraction 1 - p."),
+    ]
+
+
+def _gauss_moments(label, noise, p):
+    """Mean and variance against N(1, p/(1-p)), exact tails (see judge_gaussian)."""
+    from scipy import stats
+    var = p / (1 - p)
+    n = noise.size
+    d = noise.reshape(-1) - 1.0
+    mean_z = d.mean() / math.sqrt(var / n)                 # N(0, 1) for a correct answer
+    z_cut = stats.norm.isf(ALPHA_32 / 2)
+    ratio = float((d ** 2).mean() / var)                 # chi2_n / n for a correct answer
+    lo, hi = _variance_interval(n)
+    m = float(noise.mean())
+    if (abs(mean_z) > z_cut or not lo <= ratio <= hi) and abs(m) < 0.25:
+        raise Fail(f"{label}: the noise has mean {m:.3f}, about 0. Gaussian dropout "
+                   "multiplies x by noise centred on 1 (like the mask, whose mean is 1), "
+                   "so that on average out equals x.")
+    if not lo <= ratio <= hi:
+        sample_var = float(np.var(noise))
+        own = sample_var / var
+        near = [(abs(math.log(own / r)), r, hint) for r, hint in _variance_confusions(p)
+                if r / CONFUSION_BAND <= own <= r * CONFUSION_BAND]
+        if near:
+            _, r, hint = min(near, key=lambda t: t[0])
+            raise Fail(f"{label}: the noise has variance {sample_var:.4f}, about "
+                       f"{r * var:.4f}: {hint}")
+        raise Fail(f"{label}: the noise has variance {sample_var:.4f}; with p = {p} it should "
+                   f"be about {var:.4f} (the variance of ex3.1's mask at this p; a correct "
+                   f"answer's {n} draws fall within {lo * var:.4f} to {hi * var:.4f}).")
+    return d / math.sqrt(var)                             # standardised: i.i.d. N(0, 1)
+
+
+def _gauss_mean(label, noise, p):
+    """The mean of n draws of N(1, v) is N(1, v / n): an exact z test."""
+    from scipy import stats
+    var = p / (1 - p)
+    n = noise.size
+    m = float(noise.mean())
+    mean_z = (m - 1.0) / math.sqrt(var / n)
+    z_cut = stats.norm.isf(ALPHA_32 / 2)
+    if abs(mean_z) > z_cut:
+        raise Fail(f"{label}: the noise has mean {m:.3f}; it should be 1 (within "
+                   f"±{z_cut * math.sqrt(var / n):.3f} for {n} draws), so that on average out "
+                   "equals x.")
+
+
+def _gauss_independence(label, z, shape):
+    """Row and column means of the standardised noise about its grand mean: exact chi-square
+    tests (with m columns, N * sum of squared column deviations is chi2_{m-1} for i.i.d.
+    N(0, 1) draws; the same for rows and channels), blind to a shift of the mean."""
+    from scipy import stats
+    N = shape[0]
+    flat = z.reshape(N, -1)
+    flat = flat - flat.mean()
+    m = flat.shape[1]
+    cols = float(N * (flat.mean(0) ** 2).sum())          # chi2_{m-1} for a correct answer
+    rows = float(m * (flat.mean(1) ** 2).sum())          # chi2_{N-1} for a correct answer
+    if stats.chi2.sf(cols, m - 1) < ALPHA_32:
+        raise Fail(f"{label}: the noise of different samples is strongly alike (the same "
+                   "elements get large or small noise across the batch): it looks partly "
+                   "shared by the batch. Draw an independent value for every element of x.")
+    if stats.chi2.sf(rows, N - 1) < ALPHA_32:
+        raise Fail(f"{label}: within a sample the noise values are not independent (some "
+                   "samples' noise is shifted as a whole). Draw an independent value for "
+                   "every element of x.")
+    if len(shape) == 4:
+        maps = z.reshape(shape[0] * shape[1], -1)
+        maps = maps - maps.mean()
+        stat = float(maps.shape[1] * (maps.mean(1) ** 2).sum())
+        if stats.chi2.sf(stat, maps.shape[0] - 1) < ALPHA_32:
+            raise Fail(f"{label}: the noise within a channel is not independent (whole "
+                       "channels shifted together). Draw an independent value for every "
+                       "element of x.")
+
+
+def _gauss_two_calls(label, n1, n2):
+    """Two calls on the same input draw independent noise (Pearson r, exact t test)."""
+    from scipy import stats
+    a, b = n1.reshape(-1), n2.reshape(-1)
+    if np.array_equal(a, b):
+        raise Fail(f"{label}: two calls returned the same noise. Each call must draw fresh "
+                   "noise: do not re-seed (torch.manual_seed, a new Generator with a fixed "
+                   "seed, np.random.seed) inside the function, and draw from the generator "
+                   "you are given (or the global one) without resetting it.")
+    r = float(np.corrcoef(a, b)[0, 1])
+    n = a.size
+    t = r * math.sqrt((n - 2) / max(1e-300, 1 - r * r))
+    if 2 * stats.t.sf(abs(t), n - 2) < ALPHA_32:
+        raise Fail(f"{label}: two calls gave strongly correlated noise (correlation {r:.2f}, "
+                   "expected about 0). Each call must draw fresh, independent noise.")
+
+
+def _ks_cut(n):
+    """DKW (Massart): P(sup |F_n - F| > eps) <= 2 exp(-2 n eps^2) = ALPHA_32."""
+    return math.sqrt(math.log(2.0 / ALPHA_32) / (2.0 * n))
+
+
+def _gauss_normality(z):
+    """Kolmogorov-Smirnov distance of the pooled standardised noise from N(0, 1)."""
+    from scipy import stats
+    s = np.sort(z)
+    n = s.size
+    F = stats.norm.cdf(s)
+    i = np.arange(1, n + 1)
+    D = float(max(np.max(i / n - F), np.max(F - (i - 1) / n)))
+    cut = _ks_cut(n)
+    if D > cut:
+        kurt = float(np.mean(z ** 4))
+        shape = ("flatter than a normal (a uniform distribution?)" if kurt < 2.5 else
+                 "heavier-tailed than a normal" if kurt > 3.5 else "not normal")
+        raise Fail(f"the noise has the right mean and variance but its distribution is "
+                   f"{shape}: its distribution function is {D:.3f} away from the normal one "
+                   f"(a correct answer's {n} draws stay within {cut:.3f}). Gaussian dropout "
+                   "draws normal noise.")
+
+
+def judge_gaussian(data, seed):
+    """Gaussian dropout: out = x * noise with i.i.d. N(1, p/(1-p)) noise in training, x in eval.
+
+    The statistics are judged against exact distributions, so the rates hold at every case
+    seed and for any random stream the answer draws:
+
+    - a correct answer fails with probability at most 13 * ALPHA_32 + ALPHA_32 = 1.4e-8: per
+      training call (four: two calls of case a, one of b and c) the mean (z test) and the
+      variance (sum of squares about 1 over p/(1-p): chi-square, ALPHA_32 / 2 per side), the
+      row and column tests (chi-square: row or column sums of the standardised noise; the
+      images' channels too), one correlation test between case a's two calls (Student's t),
+      and one Kolmogorov-Smirnov test of the pooled 16928 standardised draws (Massart's DKW
+      bound, exact for every n);
+    - each named confusion passes with probability below 1e-12: its variance ratio to the
+      right one is p(1-p)/(p/(1-p)) = (1-p)^2 <= 0.64, p/(1-p) (std used as the variance) <= 1/3
+      or >= 1.86, ((1-p)/p)^2 (keep probability) >= 9 or <= 0.29 on the p ranges of the cases,
+      while the acceptance interval of the smallest case (2048 draws) is [0.83, 1.19]: the
+      confusion's chi-square would have to land more than 8 of its own standard deviations
+      away (tests/test_lesson03.py computes these tails exactly); mean-0 noise moves the
+      mean by 1 (over 50 standard errors); a Bernoulli mask takes 2 values and a shared or
+      per-sample noise repeats values (deterministic checks); uniform noise with the right
+      mean and variance is 0.057 from the normal distribution function, the cut is 0.025,
+      and DKW bounds its passing by 2 exp(-2 * 16928 * 0.032^2) < 1e-14.
+    """
+    pooled = []
+    for (label, x, p, training, calls, _), rec in zip(_gauss_cases(seed), data, strict=True):
+        what = f"gaussian_dropout(x, p={p}, training={training})"
+        if input_changed(rec.get("x_after"), x):
+            raise Fail(f"{label}: your function changed its input x in place (e.g. x *= noise "
+                       "or x.mul_(noise)); return a new tensor.")
+        if not training or p == 0:
+            _gauss_identity(label, x, p, unwrap_first(rec["calls"][0]), what)
+            continue
+        noises = []
+        for k, call in enumerate(rec["calls"]):
+            lab = label + (" (second call)" if k else "")
+            n = _gauss_call(lab, x, p, call, what)
+            _gauss_structure(lab, n, x.shape)
+            z = _gauss_moments(lab, n, p)
+            _gauss_independence(lab, z, x.shape)
+            _gauss_mean(lab, n, p)
+            pooled.append(z.reshape(-1))
+            noises.append(n)
+        if len(noises) == 2:
+            _gauss_two_calls(label, noises[0], noises[1])
+    _gauss_normality(np.concatenate(pooled))
     return None
 
 
-exercise("ex3.2", "dropout_backward", probe_backward, judge_backward)
+exercise("ex3.2", "gaussian_dropout", probe_gaussian, judge_gaussian,
+         forbid=FORBID_DROPOUT, forbid_hint=FORBID_HINT_32)
 
 # ------------------------------------------------------------------ ex3.3
 
 EVAL_HINT = ("Read self.training in forward (nn.Module keeps it up to date for .train() and "
              ".eval(), also when they are called on a parent module).")
 
-FORBID_33 = ("torch.nn.functional.dropout", "torch.dropout", "torch.nn.Dropout.forward")
 FORBID_HINT_33 = ("draw your own random keep/drop mask with the scale described above, and "
                   "let self.training decide whether it is applied (no subclass or wrapper of "
                   "nn.Dropout, no F.dropout).")
@@ -424,7 +739,7 @@ def probe_module(Dropout, seed):
     rec["training_at_start"] = bool(m.training)
     x2 = torch.from_numpy(xs["x2"].copy())
     rec["train1"] = capture(m, x2)
-    rec["input_changed"] = bool(not np.array_equal(x2.numpy(), xs["x2"]))
+    rec["x_after"] = inputs_after(x2)
     x2 = torch.from_numpy(xs["x2"].copy())
     rec["train2"] = capture(m, x2)
 
@@ -473,7 +788,7 @@ def _module_judge_train(v, x, p, label):
     return m == 0
 
 
-def _module_judge_setup(data):
+def _module_judge_setup(data, x2_original):
     if "build" in data and isinstance(data["build"], Raised):
         raise data["build"]
     if not data.get("is_module"):
@@ -486,7 +801,7 @@ def _module_judge_setup(data):
     if not data["training_at_start"]:
         raise Fail("a new Dropout module is not in training mode; nn.Module starts with "
                    "training=True: call super().__init__() and do not change self.training.")
-    if data["input_changed"]:
+    if input_changed(data.get("x_after"), x2_original):
         raise Fail("your Dropout changed its input in place (e.g. x.mul_ or x *= mask); return "
                    "a new tensor.")
 
@@ -496,7 +811,7 @@ def judge_module(data, seed):
     calls; see the module docstring)."""
     xs = _module_inputs(seed)
     p, q = xs["p"], xs["q"]
-    _module_judge_setup(data)
+    _module_judge_setup(data, xs["x2"])
     x2 = xs["x2"].astype(np.float64)
     lab = f"Dropout({p}) in training mode on a (32, 64) batch"
     d1 = _module_judge_train(data["train1"], x2, p, lab)
@@ -531,7 +846,7 @@ def judge_module(data, seed):
 
 
 exercise("ex3.3", "Dropout", probe_module, judge_module, kind="class",
-         forbid=FORBID_33, forbid_hint=FORBID_HINT_33)
+         forbid=FORBID_DROPOUT, forbid_hint=FORBID_HINT_33)
 
 # ------------------------------------------------------------------ ex3.4
 
@@ -539,9 +854,10 @@ MC_SAMPLES = 1500
 MC_REF = 20000
 MC_N, MC_IN, MC_H, MC_K = 12, 6, 24, 4
 MC_P = 0.3
-# per-entry failure probability of each Bernstein bound; 3 scenarios x 48 entries x 2
+MC_C, MC_F, MC_S = 2, 4, 5      # the conv model: input channels, conv channels, image side
+# per-entry failure probability of each Bernstein bound; 4 scenarios x 48 entries x 2
 # statistics (mean and std, each with a bound for the answer's and one for the reference's
-# draws) gives a false-failure rate below 6e-7 for a correct answer
+# draws) gives a false-failure rate below 8e-7 for a correct answer
 MC_DELTA = 1e-9
 
 
@@ -560,13 +876,50 @@ class MCNet(nn.Module):
         return self.head(self.body(x))
 
 
-def _mc_model(seed):
+class MCConvNet(nn.Module):
+    """The conv check model: Conv-BatchNorm2d-ReLU, Flatten, Linear-ReLU-Dropout, Linear (a
+    ``BatchNorm2d``, so switching only ``BatchNorm1d`` modules to eval mode is not enough)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(MC_C, MC_F, 3, padding=1), nn.BatchNorm2d(MC_F),
+                                      nn.ReLU(), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(MC_F * MC_S * MC_S, MC_H), nn.ReLU(),
+                                  nn.Dropout(MC_P), nn.Linear(MC_H, MC_K))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _mc_conv_model(seed):
+    """The conv model, values from the case seed; its batch norm's running statistics are far
+    from a batch's own, and its last layer is large (as in :func:`_mc_model`)."""
+    rng = case_rng(seed, 3406)
+    net = MCConvNet()
+    with torch.no_grad():
+        for name, t in net.named_parameters():
+            fan_in = int(np.prod(t.shape[1:])) if t.dim() > 1 else MC_H
+            t.copy_(torch.from_numpy((rng.standard_normal(tuple(t.shape)) / math.sqrt(fan_in))
+                                     .astype(np.float32)))
+        bn = net.features[1]
+        bn.running_mean.copy_(torch.from_numpy(rng.uniform(-1.0, 1.0, MC_F).astype(np.float32)))
+        bn.running_var.copy_(torch.from_numpy(rng.uniform(0.3, 2.0, MC_F).astype(np.float32)))
+        bn.num_batches_tracked.fill_(250)
+        bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, MC_F).astype(np.float32)))
+        bn.bias.copy_(torch.from_numpy(rng.uniform(-0.2, 0.4, MC_F).astype(np.float32)))
+        net.head[3].weight.mul_(6.0)
+    return net
+
+
+def _mc_model(seed, kind="mlp"):
     """The model of the check, every value drawn from the case seed.
 
     Batch norm has running statistics far from the batch's own, so using batch statistics
     (``model.train()``) changes the predictions; the last layer is large so the softmax is
     far from linear (the mean of the probabilities differs from the softmax of the mean logits).
     """
+    if kind == "conv":
+        return _mc_conv_model(seed)
     rng = case_rng(seed, 3401)
     net = MCNet()
     with torch.no_grad():
@@ -584,13 +937,16 @@ def _mc_model(seed):
     return net
 
 
-def _mc_x(seed):
+def _mc_x(seed, kind="mlp"):
+    if kind == "conv":
+        rng = case_rng(seed, 3407)
+        return (rng.standard_normal((MC_N, MC_C, MC_S, MC_S)) * 1.5 + 0.5).astype(np.float32)
     rng = case_rng(seed, 3403)
     return (rng.standard_normal((MC_N, MC_IN)) * 1.5 + 0.5).astype(np.float32)
 
 
 def _mc_scenarios():
-    """(label, set_modes): how the model's modes are set before the call."""
+    """(label, kind, set_modes): the model and how its modes are set before the call."""
     def all_eval(net):
         net.eval()
 
@@ -601,9 +957,10 @@ def _mc_scenarios():
     def all_train(net):
         net.train()
 
-    return [("a model in eval mode", all_eval),
-            ("a model in training mode whose batch norm is frozen (in eval mode)", frozen_bn),
-            ("a model in training mode", all_train)]
+    return [("a model in eval mode", "mlp", all_eval),
+            ("a model in training mode whose batch norm is frozen (in eval mode)", "mlp", frozen_bn),
+            ("a model in training mode", "mlp", all_train),
+            ("a small conv net (with a BatchNorm2d) in training mode", "conv", all_train)]
 
 
 def _modes(net):
@@ -613,17 +970,16 @@ def _modes(net):
 
 def probe_mc(mc_dropout_predict, seed):
     out = []
-    for _, set_modes in _mc_scenarios():
+    for _, kind, set_modes in _mc_scenarios():
         _probe_seed(seed, 3404)
-        net = _mc_model(seed)
+        net = _mc_model(seed, kind)
         set_modes(net)
-        x0 = torch.from_numpy(_mc_x(seed))
-        x = x0.clone()
+        x = torch.from_numpy(_mc_x(seed, kind))
         res = capture(mc_dropout_predict, net, x, MC_SAMPLES)
         out.append({"result": res,
                     "modes_after": _modes(net),
                     "buffers_after": encode({k: v.detach().clone() for k, v in net.named_buffers()}),
-                    "input_changed": bool(not torch.equal(x, x0))})
+                    "x_after": inputs_after(x)})
     return out
 
 
@@ -634,12 +990,14 @@ def _bernstein(var, n, log_term):
     return (a + np.sqrt(a * a + 8.0 * n * var * log_term)) / (2.0 * n)
 
 
-@functools.lru_cache(maxsize=4)
-def _mc_reference(seed):
+@functools.lru_cache(maxsize=8)
+def _mc_reference(seed, kind="mlp"):
     """Monte Carlo moments of ``MC_REF`` passes (draws and layers in float32, sums in float64;
     torch's CPU generator with a fixed seed: the same on every machine and thread count), the
     softmax of the mean logits, the logits' std, and the mean probabilities when batch norm
     uses the batch statistics."""
+    if kind == "conv":
+        return _mc_conv_reference(seed)
     net = _mc_model(seed)
     x = torch.from_numpy(_mc_x(seed))
     gen = torch.Generator().manual_seed(3405 + int(seed) % 100_000)
@@ -674,6 +1032,46 @@ def _mc_reference(seed):
             "bn_batch_mean": bn_mean.numpy()}
 
 
+def _mc_conv_reference(seed):
+    """:func:`_mc_reference` for the conv model: the trunk (conv, batch norm with its running
+    statistics, ReLU, first linear layer, ReLU) is deterministic, the dropout before the last
+    layer is drawn ``MC_REF`` times from a fixed CPU generator."""
+    net = _mc_conv_model(seed)
+    x = torch.from_numpy(_mc_x(seed, "conv"))
+    gen = torch.Generator().manual_seed(3408 + int(seed) % 100_000)
+    conv, bn = net.features[0], net.features[1]
+    lin1, lin2 = net.head[0], net.head[3]
+    keep = 1.0 / (1 - MC_P)
+
+    def trunk(batch_stats):
+        with torch.no_grad():
+            h = conv(x)
+            if batch_stats:
+                mean, var = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=False)
+            else:
+                mean, var = bn.running_mean, bn.running_var
+            h = (h - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + bn.eps)
+            h = torch.relu(h * bn.weight[None, :, None, None] + bn.bias[None, :, None, None])
+            return torch.relu(lin1(h.flatten(1)))
+
+    def passes(h, T):
+        with torch.no_grad():
+            m = (torch.rand((T,) + tuple(h.shape), generator=gen) >= MC_P) * keep
+            return ((h * m) @ lin2.weight.T + lin2.bias).double()
+
+    h = trunk(False)
+    logits = torch.cat([passes(h, 10000) for _ in range(MC_REF // 10000)])
+    probs = torch.softmax(logits, -1)
+    bn_mean = torch.softmax(passes(trunk(True), 2000), -1).mean(0)
+    mu = probs.mean(0)
+    var = ((probs - mu) ** 2).mean(0)
+    m4 = ((probs - mu) ** 4).mean(0)
+    return {"mu": mu.numpy(), "sd": var.sqrt().numpy(), "var": var.numpy(), "m4": m4.numpy(),
+            "softmax_of_mean_logits": torch.softmax(logits.mean(0), -1).numpy(),
+            "logit_sd": logits.std(0, unbiased=False).numpy(),
+            "bn_batch_mean": bn_mean.numpy()}
+
+
 def _mc_tolerances(ref):
     """Bernstein half-widths for the mean and the std of each entry (answer's draws plus the
     reference's), from variances inflated a little for the reference's own estimate."""
@@ -689,10 +1087,10 @@ def _mc_tolerances(ref):
     return t_mean + 1e-6, t_sd + 1e-6
 
 
-def _mc_eval_probs(seed):
-    net = _mc_model(seed).double().eval()
+def _mc_eval_probs(seed, kind="mlp"):
+    net = _mc_model(seed, kind).double().eval()
     with torch.no_grad():
-        return torch.softmax(net(torch.from_numpy(_mc_x(seed)).double()), -1).numpy()
+        return torch.softmax(net(torch.from_numpy(_mc_x(seed, kind)).double()), -1).numpy()
 
 
 def _mc_result_pair(label, res):
@@ -710,18 +1108,23 @@ def _mc_result_pair(label, res):
     return mean, std
 
 
-def _mc_check_buffers(label, rec, buffers0):
+def _mc_check_buffers(label, rec, buffers0, net0):
     buffers = {k: unwrap(v) for k, v in rec["buffers_after"].items()}
+    owners = {name: type(mod).__name__ for name, mod in net0.named_modules()}
     for k, v0 in buffers0.items():
         v = np.asarray(buffers.get(k), dtype=np.float64).reshape(-1)
         if v.shape != v0.reshape(-1).shape or not np.array_equal(v, v0.reshape(-1)):
-            raise Fail(f"{label}: the batch-norm buffer '{k}' changed during the call "
+            owner = owners.get(k.rpartition(".")[0], "batch norm")
+            also = (" Every kind of batch norm counts (BatchNorm1d, BatchNorm2d, ...): a switch "
+                    "that puts only one kind back in eval mode misses the others."
+                    if owner != "BatchNorm1d" else "")
+            raise Fail(f"{label}: the buffer '{k}' of the {owner} changed during the call "
                        "(batch norm buffers must stay untouched). A batch norm in training "
                        "mode (after model.train(), or left in it) uses the batch's own "
                        "statistics and overwrites its running statistics on every forward "
                        "pass, even under torch.no_grad(). Only dropout may be active: put "
                        "the model in eval mode, switch on just the dropout modules, and "
-                       "restore every module's mode afterwards.")
+                       f"restore every module's mode afterwards.{also}")
 
 
 def _mc_check_modes(label, rec, modes0):
@@ -797,22 +1200,22 @@ def judge_mc(data, seed):
     """MC dropout against a float64 Monte Carlo reference with Bernstein bounds.
 
     False-failure rate for a correct answer: below 1e-6 for any random stream the answer
-    draws (and so for any thread count or timing): each of the 576 bounds (3 scenarios x
+    draws (and so for any thread count or timing): each of the 768 bounds (4 scenarios x
     48 entries x mean and std, for the answer's draws and for the reference's) fails with
     probability at most ``MC_DELTA = 1e-9``, the reference's variances are inflated for their
     own estimation error, and the reference is drawn from a fixed CPU generator.
     """
-    ref = _mc_reference(seed)
-    tol_mean, tol_sd = _mc_tolerances(ref)
-    eval_probs = _mc_eval_probs(seed)
-    buffers0 = {k: v.numpy().astype(np.float64) for k, v in _mc_model(seed).named_buffers()}
-    for (label, set_modes), rec in zip(_mc_scenarios(), data, strict=True):
-        net0 = _mc_model(seed)
+    for (label, kind, set_modes), rec in zip(_mc_scenarios(), data, strict=True):
+        ref = _mc_reference(seed, kind)
+        tol_mean, tol_sd = _mc_tolerances(ref)
+        eval_probs = _mc_eval_probs(seed, kind)
+        net0 = _mc_model(seed, kind)
+        buffers0 = {k: v.numpy().astype(np.float64) for k, v in net0.named_buffers()}
         set_modes(net0)
         mean, std = _mc_result_pair(label, rec["result"])
-        _mc_check_buffers(label, rec, buffers0)
+        _mc_check_buffers(label, rec, buffers0, net0)
         _mc_check_modes(label, rec, _modes(net0))
-        if rec["input_changed"]:
+        if input_changed(rec.get("x_after"), _mc_x(seed, kind)):
             raise Fail(f"{label}: your function changed its input x in place.")
         _mc_check_mean(label, mean, std, ref, tol_mean, eval_probs)
         _mc_check_std(label, std, ref, tol_sd)
@@ -943,4 +1346,6 @@ def judge_max_norm(data, seed):
     return None
 
 
-exercise("ex3.5", "max_norm_", probe_max_norm, judge_max_norm)
+exercise("ex3.5", "max_norm_", probe_max_norm, judge_max_norm,
+         forbid=("torch.renorm", "torch.Tensor.renorm", "torch.Tensor.renorm_"),
+         forbid_hint="compute each row's norm, and rescale only the rows longer than c.")
