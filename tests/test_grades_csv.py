@@ -82,8 +82,10 @@ def test_cli_writes_grades_csv(tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text("learner,student_id\nalice,1001\nbob,1002\ncarol,1003\n", encoding="utf-8")
     out = tmp_path / "out"
+    # two lessons: named with --lessons (by default, lesson 03, which one learner of two handed
+    # in, would not be part of the assignment)
     p = subprocess.run([sys.executable, "-m", "helpers.grade", str(sub), "--out", str(out), "-q",
-                        "--roster", str(roster), "--seed", "3"],
+                        "--roster", str(roster), "--seed", "3", "--lessons", "01,03"],
                        capture_output=True, text=True, cwd=course.ROOT, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "not in the roster" in p.stderr and "=cmd" in p.stderr

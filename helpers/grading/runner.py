@@ -196,8 +196,9 @@ def _link_problem(full: Path) -> str:
         target = os.readlink(full)
     except OSError:
         target = "?"
-    what = "a folder" if os.path.isdir(full) else "a file" if os.path.exists(full) else "nothing"
-    return (f"not graded: {full.name} is a symbolic link (to {what}: {target}), not a notebook; "
+    # what the link points to is not looked at (not even whether it exists: a learner's
+    # feedback must not tell them which paths exist on the grading machine)
+    return (f"not graded: {full.name} is a symbolic link (to {target}), not a notebook file; "
             "the grader reads regular files only and did not follow it")
 
 
@@ -208,8 +209,9 @@ def discover(paths) -> list[tuple[str, Path]]:
 
 
 def _walk(top: Path, given: str) -> list[Found]:
-    """Notebooks under the folder ``top``, without following a symlink: a symlinked folder or
-    ``*.ipynb``, a FIFO or a device named ``*.ipynb`` is listed with its problem."""
+    """Notebooks under the folder ``top``, without following a symlink: a symlink named
+    ``*.ipynb`` or without a suffix (to a folder, say), a FIFO, socket or device named
+    ``*.ipynb`` is listed with its problem."""
     items: list[Found] = []
 
     def visit(folder: Path, rel: tuple):
@@ -226,7 +228,9 @@ def _walk(top: Path, given: str) -> list[Found]:
             if e.name in SKIP_DIRS:
                 continue
             if e.is_symlink():
-                if e.name.endswith(".ipynb") or os.path.isdir(full):
+                # *.ipynb, or a name without a suffix (a folder, perhaps): an error row;
+                # data.csv and the like are not notebooks and are left alone
+                if e.name.endswith(".ipynb") or not Path(e.name).suffix:
                     items.append(Found(label, full, who_of(given, full), given, r, _link_problem(full)))
                 continue
             try:
@@ -416,18 +420,22 @@ def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) ->
     return _explain(ex, mine, run, opts)
 
 
-def refuse_library(ex, answer: Answer, status: str, message: str) -> tuple[str, str]:
-    """The grader's own scan of the answer's text for the library code the exercise asks the
-    learner to write (a second layer beside the spies in the kernel, which learner code could
-    undo): a ``passed`` or ``failed`` verdict becomes ``failed`` with the refusal."""
+def refuse_library(ex, answer: Answer, status: str, message: str,
+                   answers: dict | None = None) -> tuple[str, str]:
+    """The grader's own reading of the answer's text, outside the kernel (the shortcut rule,
+    DESIGN.md): the library code the exercise asks the learner to write, the course's own
+    helpers, and routes a reader cannot follow (names built from strings, threads, the watch
+    switched off), in the answer and in every other answer cell it draws on. A ``passed`` or
+    ``failed`` verdict becomes ``failed`` with the refusal."""
     if status not in ("passed", "failed") or not answer.source:
         return status, message
+    others = {k: a.source for k, a in (answers or {}).items() if a.source and k != ex.id}
     try:
-        used = ex.forbidden_in_source(answer.source)
+        refusal = ex.shortcut_in_sources(answer.source, others)
     except Exception:  # noqa: BLE001 - an odd source uses nothing we can name
-        used = []
-    if used:
-        return "failed", ex.library_message(list(used))
+        refusal = ""
+    if refusal:
+        return "failed", refusal
     return status, message
 
 
@@ -635,7 +643,8 @@ def run_job(job: _Job, opts: Options, level: str, stage_root: Path, slot_uid,
         for ex in pending:
             notes: list = []
             status, message = judge_exercise(ex, job.answers[ex.id], run, opts, notes)
-            status, message = refuse_library(ex, job.answers[ex.id], status, message)
+            status, message = refuse_library(ex, job.answers[ex.id], status, message,
+                                             job.answers)
             mine = [i.index for i in infos if i.exercise == ex.id]
             if (fatal_ex is not None and fatal_ex != ex.id and fatal_ex not in disabled
                     and status in ("error", "timeout") and mine and min(mine) > fatal[0]
@@ -687,10 +696,11 @@ def _hide_targets(opts: Options, submissions) -> tuple[list[Path], list[Path]]:
 
 def assignment_lessons(jobs, opts: Options) -> tuple:
     """The assignment's lessons: ``opts.lessons`` when given, else the one lesson of a
-    Gradescope assignment (``opts.default_lesson``), else every lesson handed in by at least
-    half as many learners as the lesson most learners handed in (one stray file of another
-    lesson does not add a lesson to the class's grades; an assignment of two lessons that some
-    learners only half finished keeps both)."""
+    Gradescope assignment (``opts.default_lesson``), else every lesson handed in by more than
+    half as many learners as the lesson most learners handed in: one learner's stray file of
+    another lesson adds no lesson to the class's grades (even in a class of three), while an
+    assignment of two lessons keeps both when most learners handed in both. A learner grading
+    their own files (one learner) gets every lesson they hand in."""
     if opts.lessons:
         return tuple(sorted(opts.lessons))
     if opts.default_lesson:
@@ -703,7 +713,7 @@ def assignment_lessons(jobs, opts: Options) -> tuple:
     if not learners:
         return ()
     top = max(len(v) for v in learners.values())
-    return tuple(sorted(lesson for lesson, v in learners.items() if 2 * len(v) >= top))
+    return tuple(sorted(lesson for lesson, v in learners.items() if 2 * len(v) > top))
 
 
 def _not_in_assignment(job: _Job, lessons: tuple) -> None:
@@ -745,22 +755,23 @@ def _flag_same_bytes(jobs) -> None:
                                 if o.result.learner != j.result.learner]
 
 
-def grade(paths, opts: Options) -> list[Result]:
-    """Grade every submission under ``paths``; returns one Result per submission, in order."""
+def plan(paths, opts: Options) -> tuple[list[Found], list[_Job]]:
+    """Everything decided before any learner code runs: the files (read as regular files
+    only), their learners (the roster matched), the assignment's lessons (``opts.lessons``
+    set to them), the files of other lessons turned into error rows, the same bytes flagged."""
     found = _discover(paths)
-    subs = [(f.label, f.path) for f in found]
     opts.case_seed()
     datas = [_read(f) for f in found]             # every byte read before any learner code runs
     refs: dict = {}
     jobs = [prepare(f.label, f.path, d, refs, opts) for f, d in zip(found, datas)]
+    if opts.roster is not None and not isinstance(opts.roster, Roster):  # {learner: student id}
+        opts.roster = Roster([Entry(k, v) for k, v in opts.roster.items()])
     for j, f, d in zip(jobs, found, datas):
         r = j.result
         r.seed = opts.case_seed()
         r.who = f.who
         r.learner = f.who.name
         if opts.roster is not None:
-            if not isinstance(opts.roster, Roster):  # a plain {learner: student id}
-                opts.roster = Roster([Entry(k, v) for k, v in opts.roster.items()])
             r.match = match(opts.roster, f.who)
             if r.match.entry is not None:
                 r.learner = r.match.entry.label
@@ -771,6 +782,12 @@ def grade(paths, opts: Options) -> list[Result]:
         if j.result.lesson and j.result.lesson not in opts.lessons:
             _not_in_assignment(j, opts.lessons)
     _flag_same_bytes(jobs)
+    return found, jobs
+
+
+def grade(paths, opts: Options) -> list[Result]:
+    """Grade every submission under ``paths``; returns one Result per submission, in order."""
+    found, jobs = plan(paths, opts)
     level = sandbox.detect(opts.isolation)
     hide_dirs, hide_files = _hide_targets(opts, [(f.label, f.path) for f in found if not f.problem])
     if level in (sandbox.LEVEL_BWRAP, sandbox.LEVEL_BWRAP_UID):
