@@ -173,7 +173,7 @@ def test_partial_feedback_has_hint(batch):
 
 def test_sandbox_kept_files_intact(batch):
     if not _isolated(batch):
-        pytest.skip("no Linux namespaces here: the grader cannot protect files (see README)")
+        pytest.skip("no Linux namespaces here: the grader cannot protect files (see INSTRUCTORS.md)")
     for p in batch["canaries"]:
         assert p.exists(), f"{p} was deleted by a submission"
     assert (batch["out"] / "keep.txt").read_text() == "grader output"
