@@ -504,7 +504,7 @@ def scrub_seed(text, seed) -> str:
     seed = int(seed)
     if seed < MIN_SCRUBBED_SEED:
         return text
-    for form in {str(seed), f"{seed:x}", f"{seed:X}", f"{seed:#x}"}:
+    for form in sorted({str(seed), f"{seed:x}", f"{seed:X}", f"{seed:#x}"}, key=len, reverse=True):
         text = text.replace(form, "[seed hidden]")
     return text
 
