@@ -15,7 +15,17 @@ autograder specification (https://gradescope-autograders.readthedocs.io/en/lates
 - ``config.json``: the lessons this assignment grades, the commit, the limits.
 
 ``COURSE_AUTOGRADER_ROOT`` replaces ``/autograder`` and ``COURSE_AUTOGRADER_PYTHON`` the
-Python that ``setup.sh`` installs: for tests only.
+Python that ``setup.sh`` installs; ``COURSE_AUTOGRADER_SKIP_INSTALL=1`` makes ``setup.sh`` skip
+apt-get and pip when that Python already has torch, nbval and ``helpers``: for tests only.
+
+Inside the container the grader runs as root. Where it can create no namespace (Docker's
+default seccomp profile forbids them, and Gradescope's container may be such), it grades at the
+``uid-only`` level (:mod:`helpers.grading.sandbox`): before any learner code runs,
+``source/``, ``submission/`` and ``results/`` are made root's alone (mode 0700), the kernel
+runs as a uid of its own, and every process of that uid is killed before ``results.json`` is
+written. ``results.json`` is written last, atomically, after checking that its ``score`` is
+the sum of its tests and at most their total; the case seed is in no text of it (it is printed
+on the grader's stdout, which learners do not see).
 """
 
 from __future__ import annotations
@@ -39,23 +49,34 @@ COURSE_FILES = ("pyproject.toml", "README.md", "LICENSE", "environment.yml")
 
 SETUP_SH = """\
 #!/usr/bin/env bash
-# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu).
+# Gradescope runs this once, as root, when it builds the autograder image (its default image:
+# Ubuntu 22.04, whose python3 is 3.10; the course supports Python >= 3.10).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q python3 python3-venv python3-pip
-# the grader's allow-list sandbox where the container permits it (else it falls back)
-apt-get install -y -q bubblewrap || echo "bubblewrap not available: the grader falls back"
-python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install -q --upgrade pip
-# torch's CPU build: Gradescope's machines have no GPU
-# (the version the course was tested with; the newest CPU build if the image's Python has none)
-/autograder/venv/bin/pip install -q "torch=={torch}" --index-url https://download.pytorch.org/whl/cpu \
-  || /autograder/venv/bin/pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-# the course package (helpers) at commit {commit}, not editable: the reference solutions in
-# /autograder/source/course/solutions are not part of the installed package
-/autograder/venv/bin/pip install -q /autograder/source/course
-/autograder/venv/bin/python -c "import helpers, torch, nbval; print('course helpers ready, torch', torch.__version__)"
+AG="${COURSE_AUTOGRADER_ROOT:-/autograder}"
+PY="${COURSE_AUTOGRADER_PYTHON:-$AG/venv/bin/python}"
+# COURSE_AUTOGRADER_SKIP_INSTALL=1 (tests, an offline rebuild): no apt-get and no pip when the
+# Python already has what the grader needs
+if [ "${COURSE_AUTOGRADER_SKIP_INSTALL:-0}" = "1" ] && "$PY" -c "import torch, nbval, helpers" >/dev/null 2>&1; then
+  echo "setup.sh: $PY already has torch, nbval and helpers: apt-get and pip skipped"
+else
+  apt-get update -q
+  apt-get install -y -q python3 python3-venv python3-pip
+  # the grader's allow-list sandbox where the container permits it (else it falls back: without
+  # namespaces, as root, to its uid-only level)
+  apt-get install -y -q bubblewrap || echo "bubblewrap not available: the grader falls back"
+  python3 -m venv "$AG/venv"
+  PY="$AG/venv/bin/python"
+  "$PY" -m pip install -q --upgrade pip
+  # torch's CPU build: Gradescope's machines have no GPU
+  # (the version the course was tested with; the newest CPU build if the image's Python has none)
+  "$PY" -m pip install -q "torch=={torch}" --index-url https://download.pytorch.org/whl/cpu \\
+    || "$PY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+  # the course package (helpers) at commit {commit}, not editable: the reference solutions in
+  # $AG/source/course/solutions are not part of the installed package
+  "$PY" -m pip install -q "$AG/source/course"
+fi
+"$PY" -c "import helpers, torch, nbval; print('course helpers ready, torch', torch.__version__)"
 """
 
 RUN_AUTOGRADER = """\
@@ -64,7 +85,7 @@ RUN_AUTOGRADER = """\
 # submission/ with the course's grader and writes results/results.json.
 set -uo pipefail
 ROOT="${{{root_env}:-{default_root}}}"
-PY="${{{python_env}:-/autograder/venv/bin/python}}"
+PY="${{{python_env}:-$ROOT/venv/bin/python}}"
 cd "$ROOT/source/course" || exit 1
 "$PY" -m helpers.grading.gradescope --root "$ROOT"
 status=$?
@@ -183,11 +204,91 @@ def results_for(results, lessons: list[str], seconds: float, seed: int | None) -
                           "output": _visible_output(row, r.names, r.exercise_notes.get(row.exercise, [])),
                           "visibility": "visible"})
     score = sum(t["score"] for t in tests)
+    levels = sorted({r.isolation for r in results if r.isolation})
+    head = "Graded by the course's autograder" + (f" (isolation: {', '.join(levels)})." if levels else ".")
     out = {"score": float(score), "execution_time": int(round(seconds)),
-           "output": "\n".join(notes) if notes else "Graded by the course's autograder.",
+           "output": "\n".join([head] + notes),
            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
-           "extra_data": {"seed": seed, "isolation": sorted({r.isolation for r in results})}}
-    return out
+           "extra_data": {"isolation": levels}}
+    return _scrub(out, seed)
+
+
+def _scrub(obj, seed):
+    """``obj`` with the case seed scrubbed from every string in it (keys included)."""
+    from helpers.grading.sandbox import scrub_seed
+    if isinstance(obj, str):
+        return scrub_seed(obj, seed)
+    if isinstance(obj, dict):
+        return {_scrub(k, seed): _scrub(v, seed) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scrub(v, seed) for v in obj]
+    return obj
+
+
+def check_results(res: dict) -> list[str]:
+    """What is wrong with a ``results.json`` object (empty: it may be written): every test
+    has ``0 <= score <= max_score``, and ``score`` is the sum of the tests' scores and at most
+    their total."""
+    problems = []
+    tests = res.get("tests")
+    if not isinstance(tests, list):
+        return ["tests is not a list"]
+    total = got = 0.0
+    for t in tests:
+        try:
+            sc, mx = float(t["score"]), float(t["max_score"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"test {t!r:.80}: no numeric score/max_score")
+            continue
+        if not 0 <= sc <= mx:
+            problems.append(f"test {t.get('name')}: score {sc} outside 0..{mx}")
+        total += mx
+        got += sc
+    score = res.get("score")
+    if not isinstance(score, (int, float)) or isinstance(score, bool):
+        problems.append(f"score {score!r} is not a number")
+    elif abs(score - got) > 1e-9:
+        problems.append(f"score {score} is not the sum of the tests ({got})")
+    elif score > total + 1e-9:
+        problems.append(f"score {score} exceeds the total {total}")
+    return problems
+
+
+def write_results(results_dir: Path, res: dict) -> dict:
+    """Write ``results.json`` atomically (a temporary file in the same folder, then a rename),
+    after :func:`check_results`; an object that fails the check is replaced by a score of 0
+    that says so."""
+    problems = check_results(res)
+    if problems:
+        print("gradescope: results.json failed its check: " + "; ".join(problems), file=sys.stderr)
+        res = {"score": 0.0, "execution_time": res.get("execution_time", 0) if isinstance(
+                   res.get("execution_time"), int) else 0,
+               "output": "The autograder could not produce a consistent result for this "
+                         "submission; please tell your instructor.",
+               "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
+    fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=results_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(res, indent=2) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, results_dir / "results.json")
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return res
+
+
+def _close_to_others(*folders: Path) -> None:
+    """As root: ``folders`` become root's alone (mode 0700), before any learner code runs."""
+    if os.name == "nt" or os.geteuid() != 0:
+        return
+    for f in folders:
+        if f.is_dir() and not f.is_symlink():
+            os.chown(f, 0, 0)
+            os.chmod(f, 0o700)
 
 
 def run(root: Path) -> dict:
@@ -199,6 +300,9 @@ def run(root: Path) -> dict:
     lessons = list(config["lessons"])
     results_dir = root / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    # the course source (with the solutions), the submission and the results are root's alone:
+    # a kernel that runs as another uid (uid-only level) can neither read nor write them
+    _close_to_others(root / "source", root / "submission", results_dir)
     solutions = root / "source" / "course" / "solutions"
     with tempfile.TemporaryDirectory(prefix="course-gradescope-") as tmp:
         opts = Options(out=Path(tmp) / "out", jobs=1, cell_timeout=float(config.get("cell_timeout", 60)),
@@ -209,7 +313,12 @@ def run(root: Path) -> dict:
         except UsageError:
             results = []
         res = results_for(results, lessons, time.monotonic() - t0, opts.seed)
-    (results_dir / "results.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    # nothing of the submission may still run when the result is written (run_notebook killed
+    # each run's uid already; this is the last net, for every uid handed out)
+    from helpers.grading import sandbox
+    sandbox.kill_all_job_uids()
+    res = write_results(results_dir, res)   # the last thing written
+    # the grader's stdout is hidden from learners (stdout_visibility): the seed is for instructors
     print(f"graded {len(results)} notebook(s), case seed {opts.seed}, score {res['score']:g}")
     for r in results:
         for row in r.rows:
