@@ -182,7 +182,7 @@ def test_refused_names_are_the_ones_a_learner_knows(dotted, public):
     ("def f(x):\n    return F.dropout(x, 0.3)", ["torch.nn.functional.dropout"]),
     ("from torch.nn.functional import dropout\ndef f(x):\n    return dropout(x)",
      ["torch.nn.functional.dropout"]),
-    ("class Dropout(nn.Dropout):\n    pass", ["torch.nn.Dropout.forward"]),
+    ("class Dropout(nn.Dropout):\n    pass", ["torch.nn.Dropout"]),
     ("class Dropout(nn.Module):\n    def forward(self, x):\n        return x * 2", []),
     ("def f(logits, y):\n    return F.cross_entropy(logits, y, label_smoothing=0.1)",
      ["label_smoothing"]),
@@ -192,6 +192,42 @@ def test_source_scan(source, found):
     got = core.forbidden_in_source(source, ("torch.nn.functional.dropout", "torch.nn.Dropout.forward"),
                                    ("label_smoothing",))
     assert got == found
+
+
+@pytest.mark.parametrize("source,found", [
+    ("def f(x):\n    return getattr(torch, 'drop' + 'out')(x)", ["getattr with a computed name"]),
+    ("def f(x):\n    return getattr(x, 'shape')", []),
+    ("def f(x):\n    import importlib\n    return importlib.import_module('torch').dropout(x)",
+     ["importlib"]),
+    ("def f(x):\n    return vars(F)['dropout'](x)", ["vars"]),
+    ("def f(x):\n    return F.__dict__['drop' 'out'](x)", ["__dict__"]),
+    ("import sys\ndef f(x):\n    sys.setprofile(None)\n    return x", ["setprofile"]),
+    ("import threading\ndef f(x):\n    return x", ["threading"]),
+    ("def f(x):\n    return sys.modules['torch'].dropout(x)", ["sys.modules"]),
+    ("def f(x):\n    with torch._C.DisableTorchFunction():\n        return x",
+     ["DisableTorchFunction"]),
+    ("import re\ndef f(x):\n    return re.compile('a')", []),
+    ("def f(x):\n    return eval('x')", ["eval"]),
+])
+def test_opaque_routes_are_named(source, found):
+    assert core.opaque_routes(source) == found
+
+
+def test_the_graders_reading_follows_helpers_defined_in_other_answer_cells():
+    ex = core.Exercise("ex0.9", "f", lambda a: {}, lambda d: None,
+                       forbid=("torch.nn.functional.dropout", "torch.optim.*", "numpy.polynomial.Polynomial.fit"))
+    others = {"ex0.1": "def g(x):\n    return F.dropout(x, 0.3)",
+              "ex0.2": "def h(x):\n    return g(x) * 1",
+              "ex0.3": "def unrelated(x):\n    from helpers.data import random_flip\n    return x"}
+    assert "torch.nn.functional.dropout" in ex.shortcut_in_sources("def f(x):\n    return h(x)", others)
+    assert ex.shortcut_in_sources("def f(x):\n    return x * 2", others) == ""
+    assert "helpers.models.dropout_passes" in ex.shortcut_in_sources(
+        "from helpers.models import dropout_passes\ndef f(m, x, n):\n    return dropout_passes(m, x, n)")
+    assert ex.shortcut_in_sources("from helpers import seed_everything\ndef f(x):\n    return x") == ""
+    assert "torch.optim" in ex.shortcut_in_sources("def f(w):\n    return torch.optim.AdamW([w])")
+    # a method of a class: the class is what the scan looks for, never a bare ".fit"
+    assert ex.shortcut_in_sources("def f(x, y):\n    return model.fit(x, y)") == ""
+    assert "Polynomial" in ex.shortcut_in_sources("def f(x, y):\n    return Polynomial.fit(x, y, 2)")
 
 
 # ---------------------------------------------------------------- judging idioms

@@ -192,6 +192,22 @@ class Exercise:
                 f"yourself. Write it from the formula{': ' + self.forbid_hint if self.forbid_hint else '.'}"
                 " (Using torch to *test* your answer in another cell is fine.)")
 
+    def shortcut_in_sources(self, source: str, others: dict | None = None) -> str:
+        """The grader's reading of an answer (outside the kernel, so nothing the learner runs
+        can switch it off): the answer and every answer cell it draws on (``others``: exercise
+        id -> source). Returns the failure message of the shortcut rule, or ""."""
+        sources = answer_closure(source, others or {})
+        opaque = sorted({n for src in sources for n in opaque_routes(src)})
+        if opaque:
+            return tamper_message(opaque, static=True)
+        used = sorted({n for src in sources for n in self.forbidden_in_source(src)})
+        if used:
+            return self.library_message(used)
+        helpers_used = sorted({n for src in sources for n in helpers_in_source(src)})
+        if helpers_used:
+            return helpers_message(helpers_used)
+        return ""
+
     def forbidden_in_source(self, source: str) -> list[str]:
         """The forbidden names that the answer's source text uses (read by the grader, outside
         the kernel). A name counts when it is read as an attribute (``F.dropout``), imported
@@ -208,41 +224,165 @@ def helpers_message(used: list[str]) -> str:
             "check passes in, such as a model, are yours to use.)")
 
 
-def tamper_message(used: list[str]) -> str:
+def tamper_message(used: list[str], static: bool = False) -> str:
     names = ", ".join(sorted(set(used))[:3])
-    return (f"your answer uses {names}: the check cannot follow what code run that way calls, "
-            "so it cannot tell whether the answer is your own. Call functions directly, in "
-            "the check's own thread, and leave the profiler and torch's function modes alone.")
+    who = "the grader, reading your answer," if static else "the check"
+    return (f"your answer uses {names}: {who} cannot follow what code reached that way calls, "
+            "so it cannot tell whether the answer is your own. Call functions by their names, "
+            "in the check's own thread, and leave the profiler and torch's function modes alone.")
 
 
 def forbidden_in_source(source: str, forbid=(), words=()) -> list[str]:
     """See :meth:`Exercise.forbidden_in_source`. ``words`` adds bare attribute or keyword names."""
     targets = {}
     for dotted in forbid:
-        parts = dotted.split(".")
-        leaf = parts[-2] if parts[-1] == "forward" and len(parts) > 1 else parts[-1]
-        targets.setdefault(leaf, dotted)
+        parts = dotted.removesuffix(".*").split(".")
+        leaf = parts[-1]
+        if len(parts) > 1 and parts[-2][:1].isupper() and not leaf[:1].isupper():
+            leaf = parts[-2]      # a method (Polynomial.fit): look for the class, not for "fit"
+        targets.setdefault(leaf, _public_name(dotted.removesuffix(".*")))
     for w in words:
         targets.setdefault(w.rstrip("="), w)
     if not targets:
         return []
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        try:
-            from IPython.core.inputtransformer2 import TransformerManager
-            tree = ast.parse(TransformerManager().transform_cell(source))
-        except Exception:  # noqa: BLE001 - unparsable text uses nothing
-            return []
+    tree = _parse(source)
+    if tree is None:
+        return []
     found = []
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arg) for a in [n]}
+    bound |= {n.name for n in ast.walk(tree)
+              if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
+                node.id in targets and node.id not in bound:
+            found.append(targets[node.id])   # a name bound in another cell (the setup's import)
         if isinstance(node, ast.Attribute) and node.attr in targets:
             found.append(targets[node.attr])
         elif isinstance(node, ast.ImportFrom):
             found += [targets[a.name] for a in node.names if a.name in targets]
+            mod = (node.module or "").split(".")
+            found += [targets[m] for m in mod if m in targets]
+        elif isinstance(node, ast.Import):
+            found += [targets[m] for a in node.names for m in a.name.split(".") if m in targets]
         elif isinstance(node, ast.keyword) and node.arg in targets:
             found.append(targets[node.arg])
     return sorted(set(found))
+
+
+def _parse(source: str):
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+            return ast.parse(TransformerManager().transform_cell(source))
+        except Exception:  # noqa: BLE001 - unparsable text uses nothing
+            return None
+
+
+# Ways of reaching code that a reader of the text (the grader) cannot follow: names built from
+# strings, namespaces read as dictionaries, code compiled from text, other threads or
+# processes, and the switches of the kernel's own watch. Any of them in an answer fails it.
+OPAQUE_NAMES = {
+    "__getattribute__", "__getattr__", "__dict__", "__globals__", "__code__", "__builtins__",
+    "__import__", "__closure__", "__subclasses__", "importlib", "setprofile", "settrace",
+    "monitoring", "_getframe", "f_back", "f_globals", "threading", "_thread", "multiprocessing",
+    "concurrent", "subprocess", "ctypes", "gc", "inspect", "attrgetter", "methodcaller",
+    "builtins", "DisableTorchFunction", "DisableTorchFunctionSubclass", "_pop_mode",
+    "_pop_mode_temporarily", "_disable_current_modes", "_pop_torch_function_stack",
+    "_set_torch_function_mode", "TorchFunctionMode", "marshal", "FunctionType", "CodeType",
+}
+# built-ins that are opaque only under their own name (``re.compile`` is fine)
+OPAQUE_BUILTINS = {"vars", "globals", "eval", "exec", "compile", "__import__"}
+
+
+def opaque_routes(source: str) -> list[str]:
+    """The names in ``source`` that reach code the grader cannot follow by reading it
+    (:data:`OPAQUE_NAMES`, ``getattr`` with a name that is not a string literal, ``sys.modules``)."""
+    tree = _parse(source)
+    if tree is None:
+        return []
+    found = set()
+    calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and (node.id in OPAQUE_NAMES or node.id in OPAQUE_BUILTINS):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            if node.attr in OPAQUE_NAMES:
+                found.add(node.attr)
+            if node.attr == "modules" and isinstance(node.value, ast.Name) and node.value.id == "sys":
+                found.add("sys.modules")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] + [a.name for a in node.names]
+            found |= {p for m in mods for p in m.split(".") if p in OPAQUE_NAMES}
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in ("getattr", "setattr", "hasattr", "delattr"):
+            if len(node.args) < 2 or not (isinstance(node.args[1], ast.Constant)
+                                          and isinstance(node.args[1].value, str)):
+                found.add(f"{node.func.id} with a computed name")
+        elif isinstance(node, ast.Name) and node.id in ("getattr", "setattr") and \
+                id(node) not in calls:
+            found.add(f"{node.id} passed as a value")
+    return sorted(found)
+
+
+def helpers_in_source(source: str) -> list[str]:
+    """What ``source`` takes from the course's own ``helpers`` package, apart from
+    :data:`HELPERS_ALLOWED` (an import, or an attribute chain rooted at ``helpers``)."""
+    tree = _parse(source)
+    if tree is None:
+        return []
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "helpers":
+            found |= {f"{node.module}.{a.name}" for a in node.names if a.name not in HELPERS_ALLOWED}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "helpers"}
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id == "helpers" and node.attr not in HELPERS_ALLOWED:
+            found.add(f"helpers.{node.attr}")
+    return sorted(found)
+
+
+def _top_names(tree) -> tuple[set, set]:
+    """(names a cell defines at top level, names it reads anywhere)."""
+    defined, read = set(), set()
+    for node in getattr(tree, "body", []):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            read.add(node.id)
+    return defined, read
+
+
+def answer_closure(source: str, others: dict) -> list[str]:
+    """The sources an answer runs: its own, and every other answer cell (``others``: id ->
+    source) that defines a name it reads, transitively ("a helper defined in another cell")."""
+    parsed = {k: _parse(v) for k, v in others.items() if v}
+    info = {k: _top_names(t) for k, t in parsed.items() if t is not None}
+    tree = _parse(source)
+    if tree is None:
+        return [source]
+    _, need = _top_names(tree)
+    taken, out = set(), [source]
+    changed_ = True
+    while changed_:
+        changed_ = False
+        for k, (defined, read) in info.items():
+            if k not in taken and others[k] != source and defined & need:
+                taken.add(k)
+                out.append(others[k])
+                need |= read
+                changed_ = True
+    return out
 
 
 # Exceptions whose common cause the course knows: (pattern in "Type: message", hint).

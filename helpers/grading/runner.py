@@ -420,18 +420,22 @@ def judge_exercise(ex, answer: Answer, run: _Run, opts: Options, notes: list) ->
     return _explain(ex, mine, run, opts)
 
 
-def refuse_library(ex, answer: Answer, status: str, message: str) -> tuple[str, str]:
-    """The grader's own scan of the answer's text for the library code the exercise asks the
-    learner to write (a second layer beside the spies in the kernel, which learner code could
-    undo): a ``passed`` or ``failed`` verdict becomes ``failed`` with the refusal."""
+def refuse_library(ex, answer: Answer, status: str, message: str,
+                   answers: dict | None = None) -> tuple[str, str]:
+    """The grader's own reading of the answer's text, outside the kernel (the shortcut rule,
+    DESIGN.md): the library code the exercise asks the learner to write, the course's own
+    helpers, and routes a reader cannot follow (names built from strings, threads, the watch
+    switched off), in the answer and in every other answer cell it draws on. A ``passed`` or
+    ``failed`` verdict becomes ``failed`` with the refusal."""
     if status not in ("passed", "failed") or not answer.source:
         return status, message
+    others = {k: a.source for k, a in (answers or {}).items() if a.source and k != ex.id}
     try:
-        used = ex.forbidden_in_source(answer.source)
+        refusal = ex.shortcut_in_sources(answer.source, others)
     except Exception:  # noqa: BLE001 - an odd source uses nothing we can name
-        used = []
-    if used:
-        return "failed", ex.library_message(list(used))
+        refusal = ""
+    if refusal:
+        return "failed", refusal
     return status, message
 
 
@@ -639,7 +643,8 @@ def run_job(job: _Job, opts: Options, level: str, stage_root: Path, slot_uid,
         for ex in pending:
             notes: list = []
             status, message = judge_exercise(ex, job.answers[ex.id], run, opts, notes)
-            status, message = refuse_library(ex, job.answers[ex.id], status, message)
+            status, message = refuse_library(ex, job.answers[ex.id], status, message,
+                                             job.answers)
             mine = [i.index for i in infos if i.exercise == ex.id]
             if (fatal_ex is not None and fatal_ex != ex.id and fatal_ex not in disabled
                     and status in ("error", "timeout") and mine and min(mine) > fatal[0]
