@@ -724,3 +724,643 @@ def test_ex42_errors_say_which_case():
     v, _ = run("ex4.2", TwoDOnly)
     assert v.status == "error", v.text()
     assert "(3, 4, 5)" in v.message and "statistics over every axis but 1 (N and L)" in v.message, v.message
+
+
+# ------------------------------------------------------------------ issue 22: diagnoses
+
+def bn_count_n(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """The unbiased correction with n = N (the batch size), not N*H*W values per channel."""
+    y, new_rm, _ = bn_reference(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    if not training:
+        return y, running_mean, running_var
+    dims = [0] + list(range(2, x.dim()))
+    var = x.var(dim=dims, unbiased=False)
+    n = x.shape[0]
+    return y, new_rm, (1 - momentum) * running_var + momentum * var * n / (n - 1)
+
+
+def bn_no_keepdim(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """Statistics of shape (C,) broadcast against (N, C, H, W): a shape error on 4-D input."""
+    dims = [0] + list(range(2, x.dim()))
+    if training:
+        mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+        n = x.numel() // x.shape[1]
+        new_rm = (1 - momentum) * running_mean + momentum * mean
+        new_rv = (1 - momentum) * running_var + momentum * var * n / (n - 1)
+    else:
+        mean, var, new_rm, new_rv = running_mean, running_var, running_mean, running_var
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta, new_rm, new_rv
+
+
+def bn_float32(x, *a, **k):
+    y, rm, rv = bn_reference(x, *a, **k)
+    return y.float(), rm, rv
+
+
+def test_ex41_count_n_is_named(seed):
+    v, _ = run("ex4.1", bn_count_n, seed=seed)
+    assert v.status == "failed" and "used n = N = 6, the batch size" in v.message, v.text()
+    assert "(6, 5, 3, 4)" in v.message and "n = 72 values" in v.message, v.text()
+
+
+def test_ex41_missing_keepdim_is_a_shape_hint(seed):
+    v, _ = run("ex4.1", bn_no_keepdim, seed=seed)
+    assert v.status == "error" and "This is a shape error" in v.message, v.text()
+    assert "channel axis (dim 1)" in v.message
+
+
+def test_float32_output_is_told_a_dtype_issue(seed):
+    """Right values in float32 on float64 input: a dtype issue, not a wrong normalisation."""
+    for ex, fn in [("ex4.1", bn_float32),
+                   ("ex4.3", lambda dy, x, g, eps=1e-5: tuple(t.float() for t in bwd_reference(dy, x, g, eps))),
+                   ("ex4.4", lambda x, g, b, eps=1e-5: ln_reference(x, g, b, eps).float())]:
+        v, _ = run(ex, fn, seed=seed)
+        assert v.status == "failed" and "dtype issue, not a wrong normalisation" in v.message, (ex, v.text())
+        assert "float32" in v.message
+    v, _ = run("ex4.2", BNFloat32Out, seed=seed)
+    assert v.status == "failed" and "dtype issue, not a wrong normalisation" in v.message, v.text()
+    # wrong values in float32 stay a wrong-values message (the dtype is still named)
+    v, _ = run("ex4.1", lambda x, g, b, *a, **k: tuple(t.float() for t in make_bn(norm_unbiased=True)(x, g, b, *a, **k)), seed=seed)
+    assert v.status == "failed" and "dtype issue" not in v.message and "float32" in v.message, v.text()
+
+
+class BNFloat32Out(BNReference):
+    def forward(self, x):
+        return super().forward(x).float()
+
+
+@pytest.mark.parametrize("how,phrase", [
+    ("sign_direct", "direct path (x itself, with the batch mean and variance held fixed) has the wrong sign"),
+    ("sign_mean", "path through the batch mean has the wrong sign"),
+    ("sign_var", "path through the batch variance has the wrong sign"),
+    ("var_half", "half what it should be"),
+    ("times_n", "N times too large"),
+    ("dgamma_sign", "dgamma has the wrong sign"),
+    ("dbeta_sign", "dbeta has the wrong sign"),
+    ("eps_default", "matches eps = 1e-05, not the eps of this call (0.1)"),
+])
+def test_ex43_term_errors_are_named(how, phrase, seed):
+    v, _ = run("ex4.3", bwd_wrong(how), seed=seed)
+    assert v.status == "failed" and phrase in v.message, v.text()
+
+
+def bwd_wrong(how):
+    """The staged reference (x_hat, then the three paths) with one term gone wrong."""
+    def fn(dy, x, gamma, eps=1e-5):
+        if how == "eps_default":
+            eps = 1e-5
+        n = x.shape[0]
+        s = torch.sqrt(x.var(0, unbiased=False) + eps)
+        xh = (x - x.mean(0)) / s
+        direct, mean_term, var_term = n * dy, -dy.sum(0), -xh * (dy * xh).sum(0)
+        if how == "sign_direct":
+            direct = -direct
+        if how == "sign_mean":
+            mean_term = -mean_term
+        if how == "sign_var":
+            var_term = -var_term
+        if how == "var_half":
+            var_term = var_term / 2
+        dx = gamma / (n * s) * (direct + mean_term + var_term)
+        if how == "times_n":
+            dx = dx * n
+        dgamma, dbeta = (dy * xh).sum(0), dy.sum(0)
+        if how == "dgamma_sign":
+            dgamma = -dgamma
+        if how == "dbeta_sign":
+            dbeta = -dbeta
+        return dx, dgamma, dbeta
+    return fn
+
+
+def test_ex44_missing_keepdim_is_a_shape_hint(seed):
+    v, _ = run("ex4.4", lambda x, g, b, eps=1e-5: g * (x - x.mean(-1)) / torch.sqrt(x.var(-1, unbiased=False) + eps) + b, seed=seed)
+    assert v.status == "error" and "This is a shape error" in v.message and "keepdim" in v.message, v.text()
+
+
+# ------------------------------------------------------------------ ex4.2: the contract's details
+
+class BNFloatCounter(BNReference):
+    """num_batches_tracked as a float tensor (nn.BatchNorm1d's is a long)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        self.num_batches_tracked = torch.tensor(0.0)
+
+
+class BNCounterShape1(BNReference):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        self.num_batches_tracked = torch.tensor([0])
+
+
+class BNWeightZeros(BNReference):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        with torch.no_grad():
+            self.weight.zero_()
+
+
+class BNVarZeros(BNReference):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        self.running_var.zero_()
+
+
+class BNPlainParams(BNReference):
+    """gamma and beta as tensors that require grad, not nn.Parameter."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        del self.weight, self.bias
+        self.weight = torch.ones(num_features, requires_grad=True)
+        self.bias = torch.zeros(num_features, requires_grad=True)
+
+    def _apply(self, fn, *a, **k):
+        out = super()._apply(fn, *a, **k)
+        self.weight = fn(self.weight).detach().requires_grad_()
+        self.bias = fn(self.bias).detach().requires_grad_()
+        return out
+
+
+class BNExtraBuffer(BNReference):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        self.register_buffer("batch_std", torch.ones(num_features))
+
+
+class BNCountsTwice(BNReference):
+    """momentum=None with 1 / (num_batches_tracked + 1) after counting the batch."""
+
+    def forward(self, x):
+        if self.training and self.momentum is None:
+            self.momentum = 1.0 / (float(self.num_batches_tracked) + 2)
+            try:
+                return super().forward(x)
+            finally:
+                self.momentum = None
+        return super().forward(x)
+
+
+class BNCountsInEval(BNReference):
+    def forward(self, x):
+        if not self.training:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+        return super().forward(x)
+
+
+class BNSwitchesMode(BNReference):
+    """forward in eval calls self.train() at the end (a habit from a training loop)."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        if not self.training:
+            self.train()
+        return y
+
+
+class BNClampsWeight(BNReference):
+    """forward changes a parameter after using it (clamps gamma in place)."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        with torch.no_grad():
+            self.weight.clamp_(min=0.0)
+        return y
+
+
+class BNCountN(BNReference):
+    """(N, C, L): the unbiased correction with the batch size N, not N * L values."""
+
+    def forward(self, x):
+        if not self.training or x.dim() == 2:
+            return super().forward(x)
+        dims, shape = [0, 2], [1, -1, 1]
+        mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+        n = x.shape[0]
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean)
+            self.running_var.mul_(1 - m).add_(m * var * n / (n - 1))
+        x_hat = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
+        return self.weight.reshape(shape) * x_hat + self.bias.reshape(shape)
+
+
+class BNFloat32Buffers(BNReference):
+    """Buffers re-assigned as float32 tensors after each training step."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        if self.training:
+            self.running_mean = self.running_mean.float()
+            self.running_var = self.running_var.float()
+        return y
+
+
+def test_ex42_float_num_batches_tracked_fails(seed):
+    v, _ = run("ex4.2", BNFloatCounter, seed=seed)
+    assert v.status == "failed" and "long (int64)" in v.message and "float32" in v.message, v.text()
+    v, _ = run("ex4.2", BNCounterShape1, seed=seed)
+    assert v.status == "failed" and "0-d tensor" in v.message, v.text()
+
+
+def test_ex42_forward_keeps_mode_and_parameters(seed):
+    v, _ = run("ex4.2", BNSwitchesMode, seed=seed)
+    assert v.status == "failed" and "mode changed" in v.message, v.text()
+    v, _ = run("ex4.2", BNClampsWeight, seed=seed)
+    assert v.status == "failed" and "weight changed during a forward pass" in v.message, v.text()
+
+
+def test_ex42_state_dict_is_loaded_by_the_judge(seed):
+    """The judge, not the kernel, loads the answer's state_dict into nn.BatchNorm1d: a record
+    whose state_dict lacks a key fails even though the kernel never tried the load."""
+    from helpers.checks.core import _json_roundtrip, encode
+    _, record = run("ex4.2", BNReference, seed=seed)
+    record = _json_roundtrip(record)
+    first = record["data"][0]
+    items = first["final_state"]["__dict__"]
+    first["final_state"]["__dict__"] = [kv for kv in items if kv[0] != "running_var"]
+    v = get("ex4.2").run_judge(record, seed)
+    assert v.status == "failed" and "could not load your module's state_dict" in v.message, v.text()
+    assert encode  # (the record is plain data)
+
+
+# ------------------------------------------------------------------ side effects judged from raw data
+
+def bwd_scales_dy_in_place(dy, x, gamma, eps=1e-5):
+    out = bwd_reference(dy.clone(), x, gamma, eps)
+    dy.mul_(2.0)                       # "reusing" the buffer after the gradient is computed
+    return out
+
+
+def test_in_place_answers_fail_even_when_the_kernel_lies():
+    """An answer that changes its inputs in place and patches torch.equal and np.array_equal in
+    the kernel (as a learner could) still fails: the probe records the inputs raw, the judge
+    (in the grader's process, here after the patches are undone) compares them."""
+    import numpy as _np
+    real_t, real_np = torch.equal, _np.array_equal
+
+    def patched(fn):
+        def answer(*args, **kwargs):
+            torch.equal = lambda *a, **k: True
+            _np.array_equal = lambda *a, **k: True
+            return fn(*args, **kwargs)
+        return answer
+
+    def ln_in_place(x, g, b, eps=1e-5):
+        y = ln_reference(x, g, b, eps)
+        x.sub_(x.mean(-1, keepdim=True))
+        return y
+
+    cases = [("ex4.1", make_bn(inplace=True), "changed the running_mean and running_var tensor"),
+             ("ex4.3", bwd_scales_dy_in_place, "changed its input dy"),
+             ("ex4.4", ln_in_place, "changed its input x")]
+    for ex, fn, phrase in cases:
+        try:
+            _, record = run(ex, patched(fn), seed=3)
+        finally:
+            torch.equal, _np.array_equal = real_t, real_np
+        v = get(ex).run_judge(record, 3)
+        assert v.status == "failed" and phrase in v.message, (ex, v.text())
+
+
+def test_ex42_buffers_that_require_grad_are_seen_from_the_record(seed):
+    """requires_grad of the buffers is read from the raw record (each tensor keeps its flag)."""
+    v, _ = run("ex4.2", make_module(grad_buffers=True), seed=seed)
+    assert v.status == "failed" and "require grad" in v.message, v.text()
+
+
+# ------------------------------------------------------------------ library routes (the shortcut table)
+
+def _ex41_via(call):
+    def fn(x, g, b, rm, rv, training, momentum=0.1, eps=1e-5):
+        _, nrm, nrv = bn_reference(x, g, b, rm, rv, training, momentum, eps)
+        return call(x, g, b, rm.clone(), rv.clone(), training, momentum, eps), nrm, nrv
+    return fn
+
+
+def _instance_route(x, g, b, rm, rv, t, m, e):
+    if not t:
+        return bn_reference(x, g, b, rm, rv, t, m, e)[0]
+    z = x.transpose(0, 1).reshape(1, x.shape[1], -1)        # (1, C, N*...) : one "instance"
+    y = F.instance_norm(z, eps=e).reshape(x.transpose(0, 1).shape).transpose(0, 1)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    return y * g.reshape(shape) + b.reshape(shape)
+
+
+def _layer_norm_route(x, g, b, rm, rv, t, m, e):
+    if not t:
+        return bn_reference(x, g, b, rm, rv, t, m, e)[0]
+    z = x.transpose(0, 1).reshape(x.shape[1], -1)
+    y = F.layer_norm(z, z.shape[-1:], eps=e).reshape(x.transpose(0, 1).shape).transpose(0, 1)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    return y * g.reshape(shape) + b.reshape(shape)
+
+
+ROUTES_41 = {
+    "torch.batch_norm": _ex41_via(lambda x, g, b, rm, rv, t, m, e: torch.batch_norm(x, g, b, rm, rv, t, m, e, False)),
+    "torch.native_batch_norm": _ex41_via(lambda x, g, b, rm, rv, t, m, e: torch.native_batch_norm(x, g, b, rm, rv, t, m, e)[0]),
+    "aten.native_batch_norm": _ex41_via(lambda x, g, b, rm, rv, t, m, e: torch.ops.aten.native_batch_norm(x, g, b, rm, rv, t, m, e)[0]),
+    "aten._native_batch_norm_legit": _ex41_via(lambda x, g, b, rm, rv, t, m, e: torch.ops.aten._native_batch_norm_legit(x, g, b, rm, rv, t, m, e)[0]),
+    "string-built F name": _ex41_via(lambda x, g, b, rm, rv, t, m, e: getattr(F, "batch" + "_norm")(x, rm, rv, g, b, t, m, e)),
+    "F.instance_norm": _ex41_via(_instance_route),
+    "F.layer_norm of the transposed input": _ex41_via(_layer_norm_route),
+}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES_41))
+def test_ex41_routes_are_refused(route):
+    v, _ = run("ex4.1", ROUTES_41[route])
+    assert v.status == "failed" and "library code" in v.message, (route, v.text())
+
+
+def _bwd_route(kind):
+    def fn(dy, x, g, eps=1e-5):
+        f = lambda x_, g_: g_ * (x_ - x_.mean(0)) / torch.sqrt(x_.var(0, unbiased=False) + eps)
+        if kind == "torch.autograd.grad":
+            x_, g_ = x.clone().requires_grad_(), g.clone().requires_grad_()
+            dx, dg = torch.autograd.grad(f(x_, g_), (x_, g_), dy)
+        elif kind == "torch.autograd.backward":
+            x_, g_ = x.clone().requires_grad_(), g.clone().requires_grad_()
+            torch.autograd.backward(f(x_, g_), dy)
+            dx, dg = x_.grad, g_.grad
+        elif kind == "torch.func.vjp":
+            _, vjp = torch.func.vjp(f, x, g)
+            dx, dg = vjp(dy)
+        elif kind == "torch.autograd.functional.vjp":
+            _, (dx, dg) = torch.autograd.functional.vjp(f, (x, g), dy)
+        else:                                  # the aten backward op
+            o = torch.ops.aten.native_batch_norm(x, g, None, None, None, True, 0.1, eps)
+            dx, dg, _ = torch.ops.aten.native_batch_norm_backward(
+                dy, x, g, None, None, o[1], o[2], True, eps, [True, True, True])
+        return dx, dg, dy.sum(0)
+    return fn
+
+
+@pytest.mark.parametrize("kind", ["torch.autograd.grad", "torch.autograd.backward", "torch.func.vjp",
+                                  "torch.autograd.functional.vjp", "aten.native_batch_norm_backward"])
+def test_ex43_routes_are_refused(kind):
+    v, _ = run("ex4.3", _bwd_route(kind))
+    assert v.status == "failed" and "library code" in v.message, (kind, v.text())
+
+
+ROUTES_44 = {
+    "F.group_norm": lambda x, g, b, eps=1e-5: F.group_norm(x.reshape(-1, x.shape[-1]), 1, None, None, eps).reshape(x.shape) * g + b,
+    "torch.layer_norm": lambda x, g, b, eps=1e-5: torch.layer_norm(x, x.shape[-1:], g, b, eps),
+    "aten.native_layer_norm": lambda x, g, b, eps=1e-5: torch.ops.aten.native_layer_norm(x, x.shape[-1:], g, b, eps)[0],
+    "F.rms_norm of the centred input": lambda x, g, b, eps=1e-5: F.rms_norm(x - x.mean(-1, keepdim=True), x.shape[-1:], g, eps) + b,
+    "F.batch_norm of the transposed input": lambda x, g, b, eps=1e-5: F.batch_norm(
+        x.reshape(-1, x.shape[-1]).T, None, None, training=True, eps=eps).T.reshape(x.shape) * g + b,
+    "nn.GroupNorm": lambda x, g, b, eps=1e-5: nn.GroupNorm(1, x.reshape(-1, x.shape[-1]).shape[0], eps=eps, affine=False)(
+        x.reshape(1, -1, x.shape[-1])).reshape(x.shape) * g + b,
+}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES_44))
+def test_ex44_routes_are_refused(route):
+    v, _ = run("ex4.4", ROUTES_44[route])
+    assert v.status == "failed" and "library code" in v.message, (route, v.text())
+
+
+def test_ex42_own_batch_norm_stays_allowed():
+    """Calling a from-scratch batch_norm (the learner's ex4.1) inside ex4.2 passes the probe's
+    watch."""
+    v, _ = run("ex4.2", BNCallsOwnBatchNorm)
+    assert v.passed, v.text()
+
+
+@pytest.mark.xfail(strict=False, reason="core support pending: core's source scan (in rewrite) "
+                   "reads a bare `batch_norm` loaded from another cell as F.batch_norm, and "
+                   "ex4.1's answer has that name")
+def test_ex42_own_batch_norm_passes_the_source_scan():
+    assert not get("ex4.2").forbidden_in_source(
+        "class BatchNorm1d(nn.Module):\n    def forward(self, x):\n"
+        "        return batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, self.training)[0]\n")
+
+
+def test_forbid_lists_follow_the_shortcut_table():
+    """DESIGN.md's table: ex4.1-ex4.3 every batch-norm op, ex4.3 also autograd, ex4.4 every
+    normalisation op; each name resolves in torch 2.13 (a typo would watch nothing)."""
+    from helpers.checks.core import _resolve
+    bn = {"torch.nn.functional.batch_norm", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d",
+          "torch.nn.BatchNorm3d", "torch.nn.modules.batchnorm._BatchNorm", "torch.batch_norm",
+          "torch.native_batch_norm", "torch.ops.aten.native_batch_norm",
+          "torch.ops.aten._native_batch_norm_legit", "torch.ops.aten._native_batch_norm_legit_no_training",
+          "torch.ops.aten.native_batch_norm_backward", "torch.ops.aten.batch_norm",
+          "torch._batch_norm_impl_index"}
+    ln = {"torch.nn.functional.layer_norm", "torch.nn.LayerNorm", "torch.layer_norm",
+          "torch.native_layer_norm", "torch.nn.functional.group_norm", "torch.nn.functional.instance_norm",
+          "torch.ops.aten.native_layer_norm"}
+    autograd = {"torch.Tensor.backward", "torch.autograd.grad", "torch.autograd.backward",
+                "torch.func.vjp", "torch.func.grad"}
+    for ex in ("ex4.1", "ex4.2", "ex4.3"):
+        assert bn <= set(get(ex).forbid), ex
+    assert autograd <= set(get("ex4.3").forbid)
+    assert not autograd & set(get("ex4.2").forbid)
+    assert ln <= set(get("ex4.4").forbid)
+    for ex in ("ex4.1", "ex4.2", "ex4.3", "ex4.4"):
+        for dotted in get(ex).forbid:
+            if dotted.endswith(".*"):
+                __import__(dotted[:-2])
+                continue
+            owner, attr = _resolve(dotted)
+            assert getattr(owner, attr) is not None, dotted
+
+
+# ------------------------------------------------------------------ every sentence of the texts
+#
+# REQUIREMENTS[id]: (requirement the exercise's markdown states, an answer breaking only that,
+# a phrase the failure must contain). Each runs at several seeds.
+
+def _bn_only_y(*a, **k):
+    return bn_reference(*a, **k)[0]
+
+
+def _bn_nc_and_nchw_only(x, gamma, beta, rm, rv, training, momentum=0.1, eps=1e-5):
+    """Written for (N, C) and (N, C, H, W) only: (N, C, L) gets statistics over N alone."""
+    if x.dim() == 3 and training:
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        y = gamma[:, None] * (x - mean) / torch.sqrt(var + eps) + beta[:, None]
+        _, nrm, nrv = bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)
+        return y, nrm, nrv
+    return bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)
+
+
+def _bn_default_momentum(x, gamma, beta, rm, rv, training, momentum=0.2, eps=1e-5):
+    return bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)
+
+
+def _bn_default_eps(x, gamma, beta, rm, rv, training, momentum=0.1, eps=1e-3):
+    return bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)
+
+
+def _bn_ignores_eps(x, gamma, beta, rm, rv, training, momentum=0.1, eps=1e-5):
+    return bn_reference(x, gamma, beta, rm, rv, training, momentum, 1e-5)
+
+
+def _bn_centres_x_in_place(x, gamma, beta, rm, rv, training, momentum=0.1, eps=1e-5):
+    y, nrm, nrv = bn_reference(x, gamma, beta, rm, rv, training, momentum, eps)
+    x.sub_(x.mean())
+    return y, nrm, nrv
+
+
+REQUIREMENTS = {}
+REQUIREMENTS["ex4.1"] = [
+    ("returning (y, new_running_mean, new_running_var)", _bn_only_y, "tuple of three tensors"),
+    ("equal to F.batch_norm (gamma scales, beta shifts)", make_bn(axes=None, flip=False) and
+     (lambda x, g, b, *a, **k: bn_reference(x, b, g, *a, **k)), "gamma and beta are swapped"),
+    ("x is (N, C) or (N, C, H, W) (any (N, C, ...) works the same way)", _bn_nc_and_nchw_only,
+     "over the batch axis only"),
+    ("(N, C, H, W): statistics over N, H and W", make_bn(axes=lambda x: [0]), "over the batch axis only"),
+    ("normalise each channel ... over every dim except 1", make_bn(axes=lambda x: list(range(1, x.dim()))),
+     "that is layer norm"),
+    ("with the batch mean and the biased batch variance", make_bn(norm_unbiased=True),
+     "normalised with the unbiased variance"),
+    ("momentum as the weight of the new batch", make_bn(flip=True), "weight of the *new* batch statistic"),
+    ("the variance unbiased", make_bn(buf_biased=True), "*unbiased* batch variance"),
+    ("n values per channel", bn_count_n, "used n = N"),
+    ("momentum=0.1 by default", _bn_default_momentum, "new batch has weight 0.1"),
+    ("eps=1e-5 by default", _bn_default_eps, "matches eps = 0.001"),
+    ("eps is the eps passed (checked with 1e-5 and 0.1)", _bn_ignores_eps, "not the eps of this call (0.1)"),
+    ("training=False: normalise with running_mean and running_var", make_bn(eval_batch=True),
+     "in eval mode batch norm uses running_mean"),
+    ("training=False: return them unchanged", make_bn(update_in_eval=True), "changed in eval mode"),
+    ("Do not modify any input: return new tensors for the updated buffers", make_bn(inplace=True),
+     "changed the running_mean and running_var tensor"),
+    ("Do not modify any input (x)", _bn_centres_x_in_place, "changed its input x"),
+    ("the library functions ... (F.batch_norm) are refused", bn_via_torch, "library code"),
+    ("keep computing in the dtype of the input", bn_float32, "dtype issue"),
+    ("statistics of shape (C,) must line up with dim 1", bn_no_keepdim, "This is a shape error"),
+]
+
+
+class BNPlainModuleless:
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        pass
+
+
+class BNWrongSignature(nn.Module):
+    def __init__(self, num_features, momentum, eps):
+        super().__init__()
+
+
+REQUIREMENTS["ex4.2"] = [
+    ("class BatchNorm1d(nn.Module)", BNPlainModuleless, "subclass nn.Module"),
+    ("__init__(self, num_features, eps=1e-5, momentum=0.1)", BNWrongSignature, "the constructor is"),
+    ("Parameters weight and bias", make_module(names=("gamma", "beta")), "calls gamma `weight`"),
+    ("weight (ones)", BNWeightZeros, "starts with weight"),
+    ("parameters are nn.Parameter", BNPlainParams, "nn.Parameter"),
+    ("running_var (ones)", BNVarZeros, "starts with running_var"),
+    ("num_batches_tracked (a long tensor, 0)", BNFloatCounter, "long (int64)"),
+    ("num_batches_tracked is one number (a 0-d tensor, as nn.BatchNorm1d's)", BNCounterShape1, "0-d tensor"),
+    ("registered with register_buffer (not plain attributes)", make_module(plain_buffers=True), "not registered buffers"),
+    ("registered with register_buffer (not parameters)", make_module(param_buffers=True), "registered as parameters"),
+    ("buffers ... num_batches_tracked registered", make_module(no_nbt=True), "no num_batches_tracked buffer"),
+    ("a state_dict moves between your module and nn.BatchNorm1d", BNExtraBuffer, "state_dict keys"),
+    ("In training mode add 1 to num_batches_tracked", make_module(no_nbt_increment=True), "num_batches_tracked is"),
+    ("update the running statistics as in 4.1 (unbiased variance)", make_module(buf_biased=True), "*unbiased* batch variance"),
+    ("update ... as in 4.1 (momentum weighs the new batch)", make_module(flip=True), "weight of the *new* batch statistic"),
+    ("update ... as in 4.1 (n values per channel, (N, C, L))", BNCountN, "used n = N"),
+    ("without building a graph through them", make_module(grad_buffers=True), "require grad"),
+    ("gradients must still flow through the batch mean and variance", make_module(detach_stats=True),
+     "do not detach them"),
+    ("momentum=None: a cumulative average", make_module(none_as_default=True), "cumulative average"),
+    ("1 / num_batches_tracked (after counting it)", BNCountsTwice, "cumulative average"),
+    ("read from the buffer", make_module(python_counter=True), "not from a separate Python counter"),
+    ("In eval mode use the running statistics", make_module(eval_batch=True), "in eval mode batch norm uses running_mean"),
+    ("In eval mode ... change nothing (running statistics)", make_module(update_in_eval="after"), "changed in eval mode"),
+    ("In eval mode ... change nothing (the counter)", BNCountsInEval, "it only counts training batches"),
+    ("... change nothing (the mode)", BNSwitchesMode, "mode changed"),
+    ("... change nothing (the parameters)", BNClampsWeight, "changed during a forward pass"),
+    ("on (N, C) and (N, C, L) inputs", make_module(n_only=True), "over the batch axis only"),
+    ("the normalisation uses the biased variance", make_module(norm_unbiased=True), "normalised with the unbiased variance"),
+    ("nn.BatchNorm1d (a subclass or a wrapper) ... refused", BNWrapper, "library code"),
+    ("F.batch_norm is refused", BNViaFunctional, "library code"),
+    ("keep computing in the dtype of the input", BNFloat32Out, "dtype issue"),
+    ("buffers keep their dtype", BNFloat32Buffers, "became float32"),
+]
+
+
+def _bwd_two(dy, x, gamma, eps=1e-5):
+    return bwd_reference(dy, x, gamma, eps)[:2]
+
+
+REQUIREMENTS["ex4.3"] = [
+    ("return (dx, dgamma, dbeta)", _bwd_two, "should return a tuple (dx, dgamma, dbeta)"),
+    ("y depends on x directly", bwd_wrong("sign_direct"), "direct path"),
+    ("... and through the batch mean", _bwd_variant("no_mean"), "through the batch mean is missing"),
+    ("... and through the batch variance", _bwd_variant("no_var"), "through the batch variance is missing"),
+    ("Sum the three paths", _bwd_variant("direct"), "only the direct path"),
+    ("the batch mean's path (its sign)", bwd_wrong("sign_mean"), "path through the batch mean has the wrong sign"),
+    ("the batch variance's path (its sign)", bwd_wrong("sign_var"), "path through the batch variance has the wrong sign"),
+    ("which depend on every x_ic of the channel (the 1/N)", bwd_wrong("times_n"), "N times too large"),
+    ("training-mode batch norm (biased batch variance)", _bwd_variant("unbiased"), "unbiased variance"),
+    ("eps inside the square root", _bwd_variant("eps_outside"), "inside the square root"),
+    ("eps is the eps passed", bwd_wrong("eps_default"), "not the eps of this call"),
+    ("dgamma: gamma multiplies the normalised input", _bwd_variant("dgamma"), "dgamma is the sum of dy alone"),
+    ("dgamma and dbeta per channel (sum over the batch)", _bwd_variant("not_summed"), "Sum over the batch axis"),
+    ("statistics over the batch axis", _bwd_variant("axis1"), "wrong axis"),
+    ("No autograd", _bwd_autograd, "library code"),
+    ("keep computing in the dtype of the input", lambda dy, x, g, eps=1e-5: tuple(t.float() for t in bwd_reference(dy, x, g, eps)), "dtype issue"),
+    ("leave its inputs unchanged", bwd_scales_dy_in_place, "changed its input dy"),
+]
+
+
+def _ln_squeezed(x, gamma, beta, eps=1e-5):
+    z = x.squeeze()
+    return gamma * (z - z.mean(-1, keepdim=True)) / torch.sqrt(z.var(-1, unbiased=False, keepdim=True) + eps) + beta
+
+
+def _ln_in_place(x, gamma, beta, eps=1e-5):
+    y = ln_reference(x, gamma, beta, eps)
+    x.sub_(x.mean(-1, keepdim=True))
+    return y
+
+
+REQUIREMENTS["ex4.4"] = [
+    ("normalise each sample over its last dimension (not the batch)",
+     lambda x, g, b, eps=1e-5: g * (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps) + b, "batch axis"),
+    ("over its last dimension only ((N, L, C))", lambda x, g, b, eps=1e-5: g * (x - x.mean(tuple(range(1, x.dim())), keepdim=True))
+     / torch.sqrt(x.var(tuple(range(1, x.dim())), unbiased=False, keepdim=True) + eps) + b, "last dimension only"),
+    ("mean and biased variance", lambda x, g, b, eps=1e-5: g * (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps) + b,
+     "unbiased variance"),
+    ("eps inside the square root", lambda x, g, b, eps=1e-5: g * (x - x.mean(-1, keepdim=True))
+     / (x.var(-1, unbiased=False, keepdim=True).sqrt() + eps) + b, "inside the square root"),
+    ("then scale by gamma and shift by beta", lambda x, g, b, eps=1e-5: ln_reference(x, b, g, eps), "swapped"),
+    ("scale and shift are applied", lambda x, g, b, eps=1e-5: ln_reference(x, torch.ones_like(g), torch.zeros_like(b), eps),
+     "were not applied"),
+    ("for (N, C) and (N, L, C) inputs (shapes broadcast)", lambda x, g, b, eps=1e-5: g * (x - x.mean(-1))
+     / torch.sqrt(x.var(-1, unbiased=False) + eps) + b, "This is a shape error"),
+    ("a batch of one included", _ln_squeezed, "expected the input's shape (1, 5)"),
+    ("leave its inputs unchanged", _ln_in_place, "changed its input x"),
+    ("F.layer_norm is refused", lambda x, g, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], g, b, eps), "library code"),
+    ("nn.LayerNorm is refused", lambda x, g, b, eps=1e-5: nn.LayerNorm(x.shape[-1], eps=eps).double()(x) * g + b, "library code"),
+    ("keep computing in the dtype of the input", lambda x, g, b, eps=1e-5: ln_reference(x, g, b, eps).float(), "dtype issue"),
+]
+
+REQ_CASES = [pytest.param(ex, i, id=f"{ex}-{i}-{req[:40]}")
+             for ex, rows in REQUIREMENTS.items() for i, (req, _, _) in enumerate(rows)]
+
+
+@pytest.mark.parametrize("ex,i", REQ_CASES)
+def test_every_requirement_is_enforced(ex, i):
+    requirement, answer, phrase = REQUIREMENTS[ex][i]
+    for seed in (0, 1, 12345):
+        v, _ = run(ex, answer, seed=seed)
+        assert v.status in ("failed", "error") and phrase in v.message, (requirement, seed, v.text())
+
+
+def _hint_part(v):
+    """What the check wrote: for a relayed exception, the text after the learner's own error
+    (which quotes the learner's line of code)."""
+    return v.message.rsplit(", on ", 1)[-1] if v.status == "error" else v.message
+
+
+def test_requirement_hints_never_give_the_reference_expression():
+    for ex, rows in REQUIREMENTS.items():
+        for requirement, answer, _ in rows:
+            msg = _hint_part(run(ex, answer, seed=5)[0])
+            for phrase in REFERENCE_PHRASES:
+                assert phrase not in msg, (ex, requirement, phrase, msg)
