@@ -104,6 +104,10 @@ def test_learner_from_folder_download_name_or_stem(tmp_path):
         (sub / "bchen_5552_123456_07_early_stopping.ipynb", "bchen", "canvas"),
         (sub / "Homework 7_devans_attempt_2026-12-01-10-30-00_07_early_stopping.ipynb", "devans", "blackboard"),
         (sub / "Copy of 07_early_stopping.ipynb", "Copy of 07_early_stopping", "file name"),
+        # a download extracted into a folder of its own: the download names still decide
+        (sub / "hw7" / "bchen_5552_123456_07_early_stopping.ipynb", "bchen", "canvas"),
+        (sub / "hw7" / "Carla Diaz_77_assignsubmission_file_" / "07_early_stopping.ipynb",
+         "Carla Diaz", "moodle"),
     ]
     for path, name, source in cases:
         w = who_of(str(sub), path)

@@ -2,7 +2,8 @@
 
 Nothing here reads a notebook; it looks at paths and at the instructor's roster only.
 
-Download names it knows (``INSTRUCTORS.md`` lists them for instructors):
+Download names it knows (``INSTRUCTORS.md`` lists them for instructors); a download name
+anywhere in the path wins over a folder around the whole download:
 
 - a folder per learner under the folder given (nbgrader's ``submitted/<learner>/...``): the
   folder's name; a Moodle folder name is parsed as below;
@@ -84,19 +85,21 @@ def who_of(given: str, path: Path) -> Who:
         except ValueError:
             parts = ()
     text = "/".join(parts) if parts else Path(path).name
-    if len(parts) > 1:
-        folder = parts[0]
-        d = parse_download(folder)
-        if d and d["platform"] == "moodle":
-            return Who(d["person"], "moodle", ids=d["ids"], person=d["person"], text=text,
-                       original=Path(path).name)
-        return Who(folder, "folder", text=text)
     fname = Path(path).name
+    # an LMS download name (the file's, or a Moodle folder's) is more specific than a folder
+    # around the whole download (a zip extracted into a folder of its own): it wins
     d = parse_download(fname)
     if d:
         label = d["person"] or d["login"]
         return Who(label, d["platform"], login=d["login"], ids=d["ids"], person=d["person"],
                    late=d["late"], original=d["original"], text=text)
+    for folder in reversed(parts[:-1]):
+        d = parse_download(folder)
+        if d and d["platform"] == "moodle":
+            return Who(d["person"], "moodle", ids=d["ids"], person=d["person"], text=text,
+                       original=fname)
+    if len(parts) > 1:
+        return Who(parts[0], "folder", text=text)
     return Who(Path(path).stem, "file name", text=text)
 
 
