@@ -406,6 +406,7 @@ def test_lms_downloads_with_roster(tmp_path):
     assert all("same file as" in r["message"] and "devans" in r["message"] for r in henry)
     alice = [r for r in rows if "martinalice" in r["submission"]]
     assert all("same file as" not in r["message"] for r in alice)   # Ivan's link is not a copy
+    assert {r["learner"] for r in dan} == {"Dan Evans"} and {r["learner"] for r in henry} == {"Henry Ito"}
     ivan = [r for r in rows if "Ivan Ho" in r["submission"]]
     assert ivan and all(r["status"] == "error" and "symbolic link" in r["message"] for r in ivan)
     gina = [r for r in rows if "Gina Hale" in r["submission"]]

@@ -11,7 +11,7 @@ from helpers.grading.learners import Roster, read_roster  # noqa: F401 - read_ro
 from helpers.grading.runner import Result
 
 COLUMNS = ["submission", "lesson", "exercise", "points", "max_points", "status", "message",
-           "feedback", "seed"]
+           "feedback", "seed", "learner"]
 MAX_MESSAGE = 1000
 
 
@@ -58,7 +58,8 @@ def write_gradebook(results: list[Result], out: Path) -> Path:
             for row in r.rows:
                 w.writerow([_cell(row.submission), row.lesson, row.exercise, _num(row.points),
                             _num(row.max_points), row.status, _cell(gradebook_message(r, row)),
-                            f"feedback/{r.feedback}", "" if r.seed is None else str(r.seed)])
+                            f"feedback/{r.feedback}", "" if r.seed is None else str(r.seed),
+                            _cell(r.learner)])
     return path
 
 
