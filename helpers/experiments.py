@@ -83,3 +83,60 @@ def sixty_sample_experiment(seeds: Sequence[int] = range(20), *, p: float = 0.4,
         results[rate] = (np.array([h.last("val_acc") for h in hists]),
                          np.array([h.last("train_acc") for h in hists]))
     return SixtySampleResult(seeds, results[0.0][0], results[p][0], results[0.0][1])
+
+
+@dataclass
+class BiasVarianceResult:
+    """Per degree (same order as ``degrees``): the estimated bias² and variance of the fitted
+    polynomials on the evaluation grid (each averaged over the grid), and the test MSE the
+    fits measured on fresh noisy points. ``noise`` is the noise standard deviation, ``n_sets``
+    the number of independent training sets per degree."""
+
+    degrees: list
+    bias2: np.ndarray
+    variance: np.ndarray
+    measured: np.ndarray
+    noise: float
+    n_sets: int
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """bias² + variance + noise², what the decomposition says the test MSE should be."""
+        return self.bias2 + self.variance + self.noise ** 2
+
+
+def bias_variance_experiment(degrees: Sequence[int], *, n_sets: int = 200, n_points: int = 25,
+                             noise: float = 0.25, n_grid: int = 50, seed: int = 7
+                             ) -> BiasVarianceResult:
+    """Lesson 01's bias-variance measurement on the noisy sine ``sin(2 pi x)``, x in [0, 1].
+
+    For each degree, ``n_sets`` independent training sets of ``n_points`` points (noise
+    standard deviation ``noise``) are drawn and fitted by least squares; the fits are evaluated
+    on ``n_grid`` points of [0.05, 0.95], where bias² and variance are estimated (bias²
+    corrected for the noise of the average of the fits, so it may come out slightly below 0)
+    and each fit's MSE on fresh noisy targets at the grid is measured. One generator,
+    ``numpy.random.default_rng(seed)``, draws everything in order.
+    """
+    from helpers.widgets import ridge_polynomial      # lazy: widgets imports plotting
+
+    degrees = list(degrees)
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0.05, 0.95, n_grid)
+    truth = np.sin(2 * np.pi * grid)
+    bias2, variance, measured = [], [], []
+    for d in degrees:
+        preds = np.empty((n_sets, n_grid))
+        errors = np.empty(n_sets)
+        for r in range(n_sets):
+            x = np.sort(rng.uniform(0, 1, n_points))
+            y = np.sin(2 * np.pi * x) + noise * rng.standard_normal(n_points)
+            preds[r] = np.polynomial.polynomial.polyval(grid, ridge_polynomial(x, y, d, lam=0.0))
+            fresh = truth + noise * rng.standard_normal(n_grid)
+            errors[r] = np.mean((preds[r] - fresh) ** 2)
+        spread = np.sum((preds - np.mean(preds, axis=0)) ** 2, axis=0) / (n_sets - 1)
+        distance = np.mean((np.mean(preds, axis=0) - truth) ** 2)
+        variance.append(float(np.mean(spread)))
+        bias2.append(float(distance - variance[-1] / n_sets))
+        measured.append(float(np.mean(errors)))
+    return BiasVarianceResult(degrees, np.array(bias2), np.array(variance), np.array(measured),
+                              noise, n_sets)

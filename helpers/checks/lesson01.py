@@ -1,11 +1,12 @@
 """Checks for lesson 01 (overfitting): ex1.1 polynomial_features, ex1.2 fit_polynomial,
-ex1.3 mse and ex1.4 cross_validate_degree.
+ex1.3 bias_variance and ex1.4 cross_validate_degree.
 
 Every case family is rebuilt from the case seed (``case_rng(seed, salt)``): the probe, in the
-learner's kernel, calls the answer on those inputs and returns only what came back; the judge,
-in the grader, rebuilds the same inputs from its own seed, computes the NumPy references and
-explains a mismatch (``match_mistake`` names the common mistakes). No exercise here draws
-random numbers, so none is statistical.
+learner's kernel, calls the answer on those inputs and returns only what came back, the
+inputs as they are after the call included (``inputs_after``); the judge, in the grader, rebuilds
+the same inputs from its own seed, decides whether an input was modified (``input_changed``),
+computes the NumPy references and explains a mismatch (``match_mistake`` names the common
+mistakes). No exercise here draws random numbers, so none is statistical.
 
 Precision: a learner may compute in float32 (``torch.tensor(x, dtype=torch.float32)``); the
 judges accept float32-level agreement. ex1.2 is judged on the fitted values ``V @ c`` (what
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers.checks.core import (Fail, as_array, as_float, capture, case_rng, changed, close,
-                                 exercise, expect_close, match_mistake, max_err, snapshot, unwrap)
+from helpers.checks.core import (Fail, Raised, Value, as_array, as_float, capture, case_rng, close,
+                                 exercise, expect_close, input_changed, inputs_after, match_mistake,
+                                 max_err, unwrap)
 
 
 def _vander(x, degree):
@@ -30,15 +32,20 @@ def _lstsq(x, y, degree):
 
 
 def _probe_cases(fn, cases):
-    """Call ``fn`` on each case's inputs (copies); record what came back and whether an
-    input array was changed."""
+    """Call ``fn`` on each case's inputs (copies); record what came back and the input arrays
+    as they are after the call (raw: the judge decides whether they changed)."""
     out = []
     for _label, *args in cases:
         arrays = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-        keep = snapshot(*arrays)
-        out.append({"result": capture(fn, *arrays),
-                    "input_changed": changed(keep, *arrays)})
+        result = capture(fn, *arrays)
+        out.append({"result": result,
+                    "inputs_after": inputs_after(*[a for a in arrays if isinstance(a, np.ndarray)])})
     return out
+
+
+def _changed(got, *originals) -> bool:
+    """The judge's verdict on a probe entry: did the call modify any of ``originals``?"""
+    return input_changed(got.get("inputs_after"), *originals)
 
 
 # ================================================================== ex1.1 polynomial_features
@@ -73,7 +80,7 @@ def judge_features(data, seed):
         if a.shape == (d + 1, len(x)) and a.shape != ref.shape:
             raise Fail(f"{label}: got shape {a.shape}, expected (n, degree+1) = {ref.shape}: "
                        "one row per sample, one column per power (transpose your result).")
-        if got["input_changed"]:
+        if _changed(got, x):
             raise Fail(f"{label}: your function changed its input array x; work on a copy.")
         if a.shape != ref.shape:
             raise Fail(f"{label}: got shape {a.shape}, expected (n, degree+1) = {ref.shape}.")
@@ -87,7 +94,12 @@ def judge_features(data, seed):
     return None
 
 
-exercise("ex1.1", "polynomial_features", probe_features, judge_features)
+exercise("ex1.1", "polynomial_features", probe_features, judge_features,
+         forbid=("numpy.vander", "numpy.polynomial.polynomial.polyvander",
+                 "sklearn.preprocessing.PolynomialFeatures"),
+         forbid_hint="column j holds the j-th power of every x, from the constant column "
+                     "(power 0) up to power `degree`; NumPy's broadcasting or a loop over the "
+                     "powers builds it.")
 
 
 # ================================================================== ex1.2 fit_polynomial
@@ -120,7 +132,7 @@ def judge_fit(data, seed):
             extra = (" One coefficient is missing: a degree-d polynomial has d+1 coefficients."
                      if a.size == d else "")
             raise Fail(f"{label}: got {a.size} coefficients, expected degree+1 = {d + 1}.{extra}")
-        if got["input_changed"]:
+        if _changed(got, x, y):
             raise Fail(f"{label}: your function changed its inputs; work on copies.")
         # least squares determines the fitted values V @ c; compare those (float32 level)
         scale = float(np.sqrt(np.mean(y ** 2))) + 1e-12
@@ -138,50 +150,287 @@ def judge_fit(data, seed):
     return None
 
 
-exercise("ex1.2", "fit_polynomial", probe_fit, judge_fit)
+exercise("ex1.2", "fit_polynomial", probe_fit, judge_fit,
+         forbid=("numpy.polyfit", "numpy.polynomial.polynomial.polyfit",
+                 "numpy.polynomial.Polynomial.fit", "sklearn.linear_model.LinearRegression"),
+         forbid_hint="build the matrix V with your polynomial_features and solve the "
+                     "least-squares problem for c (a linear-algebra solver such as "
+                     "np.linalg.lstsq is fine).")
 
 
-# ================================================================== ex1.3 mse
+# ================================================================== ex1.3 bias_variance
 
-def _mse_cases(seed):
-    rng = case_rng(seed, 1301)
-    a = rng.standard_normal(9)
-    b = a + rng.normal(0.3, 0.7, 9)
-    big = np.round(rng.uniform(-100, 100, 4), 1)
-    return [("9 values", a, b),
-            ("identical arrays", a, a.copy()),
-            ("a single value", np.round(rng.uniform(1, 3, 1), 2), np.round(rng.uniform(-3, -1, 1), 2)),
-            ("large errors", big, np.array([0.0, 0.0, 0.0, 1.0]))]
+def _bv_stats(preds, f):
+    """Per-point statistics of R fits: mean, ddof=1 and ddof=0 variance, squared distance."""
+    m = preds.mean(axis=0)
+    return m, preds.var(axis=0, ddof=1), preds.var(axis=0), (m - f) ** 2
 
 
-def probe_mse(mse, seed):
-    return _probe_cases(mse, _mse_cases(seed))
+def _bv_reference(preds, f):
+    R = preds.shape[0]
+    _, s2, _, raw = _bv_stats(preds, f)
+    variance = float(np.mean(s2))
+    return float(np.mean(raw)) - variance / R, variance
 
 
-def judge_mse(data, seed):
-    for (label, yt, yp), got in zip(_mse_cases(seed), data, strict=True):
-        ref = float(np.mean((yt - yp) ** 2))
-        v = as_float(got["result"], "mse(y_true, y_pred)")
-        tol = dict(rtol=1e-5, atol=1e-9)         # float32 level
-        if close(v, ref, **tol):
+def _bv_scale(preds, f) -> float:
+    """The size of the numbers at stake (the squared distance plus the variance): tolerances
+    and separations are relative to it."""
+    _, s2, _, raw = _bv_stats(preds, f)
+    return float(np.mean(raw) + np.mean(s2))
+
+
+_BV_TOL = 1e-5        # relative to _bv_scale: float32 arithmetic passes
+_BV_APART = 1e-4      # every known mistake is at least this far (relative) from the reference
+
+
+def _variance_mistakes(preds, f):
+    """(value, hint) of the common wrong ``variance`` answers for one case."""
+    R, n = preds.shape
+    _, s2, s2_0, _ = _bv_stats(preds, f)
+    with np.errstate(all="ignore"):
+        across_points = [float(np.mean(preds.var(axis=1, ddof=dd))) for dd in (1, 0)] if n > 1 else [None, None]
+        pooled = [float(preds.var(ddof=dd)) for dd in (1, 0)]
+        around_truth = float(np.mean((preds - f) ** 2))
+        return [
+            (float(np.mean(s2_0)),
+             "variance is the ddof=0 variance (divided by R). The contract asks for the sample "
+             "variance with the R - 1 denominator (ddof=1), which is unbiased."),
+            (across_points[0], "variance was taken across the points of each fit (axis 1). Row r "
+                               "holds one fit: the spread to measure is across the R fits at each "
+                               "point (down the columns), then averaged over the points."),
+            (across_points[1], "variance was taken across the points of each fit (axis 1). Row r "
+                               "holds one fit: the spread to measure is across the R fits at each "
+                               "point (down the columns), then averaged over the points."),
+            (pooled[0], "variance pools all R x n predictions into one variance, so the "
+                        "differences between points count as spread. Take the variance across "
+                        "the fits at each point, then average over the points."),
+            (pooled[1], "variance pools all R x n predictions into one variance, so the "
+                        "differences between points count as spread. Take the variance across "
+                        "the fits at each point, then average over the points."),
+            (float(np.mean(np.sqrt(s2))), "variance is a standard deviation (a square root). "
+                                           "Return the variance itself, not its root."),
+            (float(np.sqrt(np.mean(s2))), "variance is a standard deviation (a square root). "
+                                           "Return the variance itself, not its root."),
+            (float(np.mean(np.sqrt(s2_0))), "variance is a standard deviation (a square root). "
+                                             "Return the variance itself, not its root."),
+            (around_truth, "variance measures the spread of the fits around f_true. That is the "
+                           "whole error of a fit (bias and variance together); the variance is "
+                           "the spread around the fits' own average at each point."),
+            (float(np.mean(s2)) / R, "variance is R times too small: that is the variance of the "
+                                     "*average* of the R fits. Report the variance of one fit."),
+            (float(np.sum(s2)) if n > 1 else None,
+             "variance is summed over the points; average it over the points instead."),
+        ]
+
+
+def _bias_mistakes(preds, f):
+    """(value, hint) of the common wrong ``bias2`` answers for one case (variance right)."""
+    R, n = preds.shape
+    m, s2, s2_0, raw = _bv_stats(preds, f)
+    v, v0, r = float(np.mean(s2)), float(np.mean(s2_0)), float(np.mean(raw))
+    ref = r - v / R
+    return [
+        (r, "bias2 is the squared distance between the average fit and f_true, with no "
+            "correction. The average of R fits is itself noisy, and that noise inflates the "
+            "squared distance on average: subtract your estimate of what the noise of an "
+            "average of R fits contributes."),
+        (r - v0 / R, "the correction of bias2 uses the ddof=0 variance. With the sample "
+                     "variance (ddof=1) the estimate is unbiased; with ddof=0 it is not."),
+        (r + v / R, "the correction of bias2 has the wrong sign: the noise of the average "
+                    "*inflates* the squared distance, so remove its contribution, do not add it."),
+        (r - v / n if n != R else None,
+         "the correction of bias2 divides by the number of points n; the count that matters is "
+         "the number of fits R that were averaged."),
+        (r - v / (R - 1), "the correction of bias2 divides by R - 1; the count that matters is "
+                          "the number of fits R that were averaged (the R - 1 belongs only in "
+                          "the sample variance)."),
+        (r - v, "the correction of bias2 subtracts the whole variance of one fit; the average "
+                "of R fits is much less noisy than one fit."),
+        (max(ref, 0.0), "bias2 was clipped at 0. The unbiased estimate can be slightly negative "
+                        "when the bias is near zero; clipping it biases it upward. Return it as "
+                        "it is."),
+        (float(np.mean(np.maximum(raw - s2 / R, 0.0))),
+         "bias2 was clipped at 0 point by point. The unbiased estimate at a point can be "
+         "negative when the bias there is near zero; clipping biases it upward. Do not clip."),
+        (float(np.mean((preds - f) ** 2)),
+         "bias2 is the mean squared error of the fits against f_true, which is bias² plus "
+         "variance. bias2 is about the *average* fit at each point."),
+        (float(np.mean(np.abs(m - f))), "bias2 is an absolute distance, not a squared one: "
+                                        "square the difference between the average fit and "
+                                        "f_true at each point."),
+        (float(np.mean(m - f)) ** 2 - v / R if n > 1 else None,
+         "bias2 squares the error averaged over the points; square the error at each point, "
+         "then average over the points (errors of opposite signs must not cancel)."),
+    ]
+
+
+def _bv_mistake_values(preds, f):
+    return [v for v, _ in _variance_mistakes(preds, f)] + [v for v, _ in _bias_mistakes(preds, f)]
+
+
+def _bv_separated(preds, f) -> bool:
+    """True when every known mistake is either indistinguishable from the reference on this
+    case (within the pass tolerance) or clearly apart from it and from the other mistakes."""
+    scale = _bv_scale(preds, f)
+    b, v = _bv_reference(preds, f)
+    groups = [(v, [x for x, _ in _variance_mistakes(preds, f)]),
+              (b, [x for x, _ in _bias_mistakes(preds, f)])]
+    for ref, values in groups:
+        kept = []
+        for x in values:
+            if x is None or not np.isfinite(x):
+                continue
+            d = abs(x - ref)
+            if d <= _BV_TOL * scale:
+                continue                         # this mistake passes here; another case tells
+            if d < _BV_APART * scale:
+                return False
+            for k in kept:
+                if _BV_TOL * scale < abs(x - k) < _BV_APART * scale:
+                    return False
+            kept.append(x)
+    return True
+
+
+def _bv_draw(rng, R, n, biased, near_zero=False):
+    """Predictions of R fits at n points around a target ``f``: a per-point bias (on the points
+    flagged by ``biased``) and a per-point spread. ``near_zero``: the fits' average lies within
+    the noise of the average from ``f`` at every point, so the unbiased bias² is negative.
+    Redraws until the case separates the known mistakes (``_bv_separated``; a few draws at
+    most, ``tests/test_lesson01.py`` runs many seeds)."""
+    for _ in range(1000):
+        f = np.round(rng.uniform(-1.5, 1.5, n), 3)
+        sigma = rng.uniform(0.3, 1.5, n)
+        z = rng.standard_normal((R, n))
+        if near_zero:
+            z = z - z.mean(axis=0)               # the average of the fits is f exactly ...
+            s2 = (sigma ** 2) * z.var(axis=0, ddof=1)
+            size = np.sqrt(0.3 * np.mean(s2) / R)
+            offset = size * rng.choice([-1.0, 1.0], n)   # ... then off by 0.3x the noise of it
+            preds = f + offset + sigma * z
+        else:
+            bias = np.where(biased, rng.uniform(0.15, 0.6, n) * rng.choice([-1.0, 1.0], n), 0.0)
+            preds = f + bias + sigma * z
+        if _bv_separated(preds, f):
+            return preds, f
+    raise RuntimeError(f"no separating case for R={R}, n={n}")  # never seen: a course bug
+
+
+def _bv_cases(seed):
+    rng = case_rng(seed, 1302)
+    half = np.arange(20) % 2 == 0
+    p1, f1 = _bv_draw(rng, 50, 20, half)
+    p2, f2 = _bv_draw(rng, 2, 7, np.ones(7, bool))
+    p3, f3 = _bv_draw(rng, 30, 1, np.ones(1, bool))
+    p4, f4 = _bv_draw(rng, 500, 3, np.array([True, False, True]))
+    p5, f5 = _bv_draw(rng, 12, 9, None, near_zero=True)
+    return [("R = 50 fits at n = 20 points", p1, f1),
+            ("R = 2 fits (the smallest R) at n = 7 points", p2, f2),
+            ("a single point (n = 1), R = 30 fits", p3, f3),
+            ("R = 500 fits at n = 3 points", p4, f4),
+            ("R = 12 fits whose average is as close to f_true as its own noise allows "
+             "(the unbiased bias² is negative here)", p5, f5)]
+
+
+def probe_bv(bias_variance, seed):
+    return _probe_cases(bias_variance, _bv_cases(seed))
+
+
+_FLOAT_HINT = "return a Python float (e.g. `.item()` or `float(...)`)"
+
+
+def _bv_number(v, name, label, ref, scale, R, n):
+    """``v`` as a float when it is a Python float or a NumPy float64 scalar; else fail with a
+    hint that names what came back (and says so when its value is right)."""
+    if isinstance(v, Raised):
+        raise v
+    if isinstance(v, Value) and v.kind == "python" and v.dtype == "float":
+        return float(v.value)
+    if isinstance(v, Value) and v.kind == "numpy" and not isinstance(v.value, np.ndarray) \
+            and v.dtype == "float64":
+        return float(v.value)                   # np.float64 is a float
+    right = ""
+    try:
+        a = as_array(v, name)
+    except Fail:
+        raise Fail(f"{label}: {name} should be a number, got "
+                   f"{getattr(v, 'dtype', None) or type(v).__name__}; {_FLOAT_HINT}.") from None
+    if a.size == 1 and abs(float(a.reshape(())) - ref) <= _BV_TOL * scale:
+        right = " (its value is right)"
+    if isinstance(v, Value) and isinstance(v.value, np.ndarray):
+        what = {"torch": "a torch tensor", "numpy": "a NumPy array"}.get(v.kind, "an array")
+        if a.size > 1:
+            per = "point" if a.shape == (n,) else "fit" if a.shape == (R,) else "entry"
+            raise Fail(f"{label}: {name} is {what} of shape {tuple(a.shape)}, one value per "
+                       f"{per}. The statistics are taken across the fits at each point, then "
+                       f"averaged over the points into one number; {_FLOAT_HINT}.")
+        shape = "0-d" if a.ndim == 0 else f"shape-{tuple(a.shape)}"
+        raise Fail(f"{label}: {name} is a {shape} {v.dtype} {what.split(' ', 1)[1]}{right}; "
+                   f"{_FLOAT_HINT}.")
+    if isinstance(v, Value) and v.kind == "numpy":
+        raise Fail(f"{label}: {name} is a NumPy {v.dtype} scalar{right}; {_FLOAT_HINT}.")
+    if isinstance(v, (list, tuple)):
+        raise Fail(f"{label}: {name} is a {type(v).__name__} of {len(v)} values, one per point: "
+                   f"average over the points and {_FLOAT_HINT}.")
+    raise Fail(f"{label}: {name} is {getattr(v, 'dtype', type(v).__name__)}{right}; "
+               f"{_FLOAT_HINT}.")
+
+
+def _axis_hint(e: Raised, R: int, n: int) -> Raised:
+    """A broadcasting error between R and n values: the statistics were taken over the points."""
+    msg = str(e)
+    numpy_style = "broadcast" in msg and f"({R},)" in msg and f"({n},)" in msg
+    torch_style = "must match the size of tensor" in msg and f"({R})" in msg and f"({n})" in msg
+    if R != n and (numpy_style or torch_style):
+        return Raised(f"{msg}. A shape of {R} values against {n}: an average taken along the "
+                      "points (axis 1) gives one value per fit; the statistics of this exercise "
+                      "are taken across the fits at each point (axis 0), one value per point")
+    return e
+
+
+def judge_bv(data, seed):
+    """Every case is deterministic (no randomness in the answer), so the verdict is exact
+    up to the float tolerance: ``_BV_TOL`` times the case's scale (float32 arithmetic passes),
+    and every known mistake differs from the reference by at least ``_BV_APART`` times it
+    (``_bv_draw`` redraws a case until that holds)."""
+    for (label, preds, f), got in zip(_bv_cases(seed), data, strict=True):
+        R, n = preds.shape
+        res = got["result"]
+        if isinstance(res, Raised):
+            raise _axis_hint(res, R, n)
+        ref_b, ref_v = _bv_reference(preds, f)
+        scale = _bv_scale(preds, f)
+        if isinstance(res, Value) and isinstance(res.value, np.ndarray) and res.value.size == 2:
+            raise Fail(f"{label}: you returned one {res.kind} array of two values; return the "
+                       "tuple (bias2, variance) of two Python floats.")
+        if not isinstance(res, (list, tuple)) or len(res) != 2:
+            raise Fail(f"{label}: return a pair (bias2, variance) of two Python floats.")
+        b = _bv_number(res[0], "bias2", label, ref_b, scale, R, n)
+        v = _bv_number(res[1], "variance", label, ref_v, scale, R, n)
+        if _changed(got, preds, f):
+            raise Fail(f"{label}: your function changed preds or f_true; compute on them "
+                       "without writing into them (in-place operations such as -= modify "
+                       "the caller's array).")
+        tol = dict(rtol=0.0, atol=_BV_TOL * scale)
+        ok_b, ok_v = close(b, ref_b, **tol), close(v, ref_v, **tol)
+        if ok_b and ok_v:
             continue
-        n = len(yt)
-        d = yt - yp
-        match_mistake(f"{label}: got {v:.6g}", v, [
-            (ref * n if n > 1 else None,
-             f"which is the *sum* of squared errors. Divide by the number of values ({n}): the "
-             "mean keeps the error comparable across data set sizes."),
-            (np.sqrt(ref), "the root of the mean squared error (RMSE). Do not take the square root."),
-            (float(np.mean(np.abs(d))), "the mean *absolute* error. Square the differences."),
-            (float(np.mean(d)) ** 2, "the square of the mean error. Square each difference "
-                                     "first, then average."),
-        ], **tol)
-        raise Fail(f"{label}: got {v:.6g}, expected the mean of (y_true - y_pred)**2 "
-                   "over the values.")
+        if close(b, ref_v, **tol) and close(v, ref_b, **tol):
+            raise Fail(f"{label}: the two values are swapped: return (bias2, variance), bias² "
+                       "first.")
+        if not ok_v:
+            expect_close(label, v, ref_v, _variance_mistakes(preds, f),
+                         "variance: at each point the sample variance (ddof=1) of the R "
+                         "predictions, averaged over the points.", what="variance", **tol)
+        expect_close(label, b, ref_b, _bias_mistakes(preds, f),
+                     "bias2: at each point the squared distance between the average of the R "
+                     "predictions and f_true, corrected for the noise of that average, averaged "
+                     "over the points.", what="bias2", **tol)
     return None
 
 
-exercise("ex1.3", "mse", probe_mse, judge_mse)
+exercise("ex1.3", "bias_variance", probe_bv, judge_bv)
 
 
 # ================================================================== ex1.4 cross_validate_degree
@@ -239,22 +488,35 @@ def _cv_cases(seed):
     x2, y2 = _cv_case(rng, 18, 3, [2, 3, 4, 5, 6], False, cubic, 0.3)
     x3, y3 = _cv_case(rng, 9, 9, [0, 1, 2, 3], True, cubic, 0.3)
     x4 = np.sort(rng.uniform(-1.0, 1.0, 12))
+    x5 = rng.uniform(-1.0, 1.0, 12)
     return [("23 points, k = 5 (folds of 5 and 4 points), degrees [3, 4, 5, 0, 1, 2]",
              x1, y1, [3, 4, 5, 0, 1, 2], 5),
             ("18 unsorted points, k = 3, degrees [2, 3, 4, 5, 6]", x2, y2, [2, 3, 4, 5, 6], 3),
             ("9 points, k = 9 (leave-one-out), degrees [0, 1, 2, 3]", x3, y3, [0, 1, 2, 3], 9),
             ("y all zeros, k = 4, degrees [2, 3, 4, 5]: every degree fits exactly, a tie",
-             x4, np.zeros(12), [2, 3, 4, 5], 4)]
+             x4, np.zeros(12), [2, 3, 4, 5], 4),
+            ("y all zeros, k = 4, degrees [4, 2, 5, 3] (not in ascending order): every degree "
+             "fits exactly, a tie", x5, np.zeros(12), [4, 2, 5, 3], 4)]
 
 
 def probe_cv(cross_validate_degree, seed):
     out = []
     for _label, x, y, degrees, k in _cv_cases(seed):
-        xi, yi = x.copy(), y.copy()
-        keep = snapshot(xi, yi)
-        out.append({"result": capture(cross_validate_degree, xi, yi, list(degrees), k),
-                    "input_changed": changed(keep, xi, yi)})
+        xi, yi, di = x.copy(), y.copy(), list(degrees)
+        result = capture(cross_validate_degree, xi, yi, di, k)
+        out.append({"result": result, "inputs_after": inputs_after(xi, yi),
+                    "degrees_after": inputs_after(*di) if isinstance(di, list) else None})
     return out
+
+
+def _degrees_changed(got, degrees) -> bool:
+    after = got.get("degrees_after")
+    if not isinstance(after, list) or len(after) != len(degrees):
+        return True
+    try:
+        return [unwrap(d) for d in after] != list(degrees)
+    except Exception:  # noqa: BLE001 - anything odd in the record counts as changed
+        return True
 
 
 def _as_degree(v, label):
@@ -280,8 +542,12 @@ def judge_cv(data, seed):
         if cv.shape != (len(degrees),):
             raise Fail(f"{label}: cv_mse has {cv.size} values, expected one per entry of "
                        f"degrees ({len(degrees)}), in the same order.")
-        if got["input_changed"]:
+        if _changed(got, x, y):
             raise Fail(f"{label}: your function changed x or y; work on copies.")
+        if _degrees_changed(got, degrees):
+            raise Fail(f"{label}: your function changed the list `degrees` (sorted or edited it "
+                       "in place); leave it as given: cv_mse[j] belongs to degrees[j] in the "
+                       "caller's order.")
         ref = _cv(x, y, degrees, k)
         tol = dict(rtol=1e-4, atol=1e-10)        # float32-level fits
         if not close(cv, ref, **tol):
@@ -315,9 +581,17 @@ def judge_cv(data, seed):
         ties = [dj for dj, e in zip(degrees, ref) if e == ref[j]]
         tie_hint = (f"{label}: cv_mse is right, and several degrees share the lowest value; "
                     f"you returned {b}. On a tie the contract takes the first of them in the "
-                    "order of `degrees`.")
-        if len(ties) > 1 and b == ties[-1]:
-            raise Fail(tie_hint)
+                    "order of `degrees`")
+        if len(ties) > 1 and b in ties:
+            if b == ties[-1]:
+                raise Fail(tie_hint + " (you took the last).")
+            if b == min(ties):
+                raise Fail(tie_hint + ", which is not sorted here: you took the smallest "
+                           "tied degree.")
+            if b == max(ties):
+                raise Fail(tie_hint + ", which is not sorted here: you took the largest "
+                           "tied degree.")
+            raise Fail(tie_hint + ".")
         if b == j and degrees[j] != j:
             raise Fail(f"{label}: cv_mse is right, but best_degree = {b} is the position of the "
                        "lowest value in the list, not the degree at that position.")
@@ -325,8 +599,6 @@ def judge_cv(data, seed):
             raise Fail(f"{label}: cv_mse is right, but best_degree = {b} is off by one from the "
                        "degree whose cv_mse is lowest. Read the degree from `degrees` at the "
                        "position of the lowest value.")
-        if len(ties) > 1 and b in ties:
-            raise Fail(tie_hint)
         if b == degrees[int(np.argmax(ref))]:
             raise Fail(f"{label}: cv_mse is right, but best_degree = {b} has the *highest* "
                        "cross-validation error: you want the lowest.")
@@ -338,4 +610,10 @@ def judge_cv(data, seed):
     return None
 
 
-exercise("ex1.4", "cross_validate_degree", probe_cv, judge_cv)
+exercise("ex1.4", "cross_validate_degree", probe_cv, judge_cv,
+         forbid=("sklearn.model_selection.cross_val_score",
+                 "sklearn.model_selection.cross_validate",
+                 "sklearn.model_selection.GridSearchCV"),
+         forbid_hint="the folds are the exercise: loop over them yourself, fitting on the "
+                     "other folds and scoring on the held-out one (fitting each polynomial "
+                     "with a library is fine here).")
