@@ -152,8 +152,6 @@ class Exercise:
         """
         if not isinstance(record, dict):
             return Verdict(self.id, "error", "no usable check record")
-        if "raised" in record:
-            return self._raised_verdict(str(record["raised"]))
         tamper = record.get("tamper") or []
         if tamper and isinstance(tamper, list):
             return Verdict(self.id, "failed", tamper_message([str(u) for u in tamper]))
@@ -163,6 +161,8 @@ class Exercise:
         helpers_used = record.get("helpers") or []
         if helpers_used and isinstance(helpers_used, list):
             return Verdict(self.id, "failed", helpers_message([str(u) for u in helpers_used]))
+        if "raised" in record:
+            return self._raised_verdict(str(record["raised"]))
         try:
             data = decode(record.get("data"))
             note = self.judge(data, seed) if _takes_seed(self.judge) else self.judge(data)
