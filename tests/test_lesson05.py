@@ -29,6 +29,11 @@ REFERENCE = {
 }
 
 
+def is_stub_verdict(v):
+    """The untouched stub: core reports it as `missing` ("not answered yet")."""
+    return v.status == "missing" and "not answered" in v.message
+
+
 def verdict(ex, fn, seed=0):
     return run(ex, fn, seed=seed)[0]
 
@@ -104,7 +109,7 @@ def test_ex51_stub():
     def stub(y, num_classes, eps):
         raise NotImplementedError("ex5.1: write your answer here")
     v = verdict("ex5.1", stub)
-    assert v.status == "error" and "still the stub" in v.message
+    assert is_stub_verdict(v), v.text()
 
 
 # ---------------------------------------------------------------- ex5.2
@@ -161,6 +166,87 @@ def ce_soft_target_library(logits, y, eps):
 def ce_alias(logits, y, eps):
     from torch.nn.functional import cross_entropy as xent
     return xent(logits, y, label_smoothing=eps)
+
+
+def ce_c_op(logits, y, eps):
+    """The op underneath F.cross_entropy, called with positional arguments."""
+    return torch._C._nn.cross_entropy_loss(logits, y, None, 1, -100, eps)
+
+
+def ce_c_op_keywords(logits, y, eps):
+    return torch._C._nn.cross_entropy_loss(logits, y, label_smoothing=eps)
+
+
+def ce_aten(logits, y, eps):
+    return torch.ops.aten.cross_entropy_loss(logits, y, None, 1, -100, eps)
+
+
+def ce_c_op_soft(logits, y, eps):
+    return torch._C._nn.cross_entropy_loss(logits, _q(logits, y, eps), None, 1, -100, 0.0)
+
+
+def ce_module_soft(logits, y, eps):
+    return nn.CrossEntropyLoss()(logits, _q(logits, y, eps))
+
+
+def ce_explicit_zero_smoothing(logits, y, eps):
+    """label_smoothing=0.0 and integer labels: plain cross-entropy, allowed in the kernel."""
+    return (1 - eps) * F.cross_entropy(logits, y, label_smoothing=0.0) \
+        + eps * (-F.log_softmax(logits, 1)).mean(1).mean()
+
+
+def ce_c_op_plain(logits, y, eps):
+    """The op itself with smoothing 0 and integer labels: allowed."""
+    plain = torch._C._nn.cross_entropy_loss(logits, y, None, 1, -100, 0.0)
+    return (1 - eps) * plain + eps * (-F.log_softmax(logits, 1)).mean(1).mean()
+
+
+@pytest.mark.parametrize("seed", (0, 12345))
+@pytest.mark.parametrize("fn", [ce_explicit_zero_smoothing, ce_c_op_plain])
+def test_ex52_plain_cross_entropy_routes_are_allowed(fn, seed):
+    assert_passes("ex5.2", fn, seed)
+
+
+@pytest.mark.parametrize("fn", [ce_c_op, ce_c_op_keywords, ce_aten, ce_c_op_soft, ce_module_soft])
+def test_ex52_refuses_every_cross_entropy_route(fn):
+    v = verdict("ex5.2", fn, 1)
+    if v.passed or "library code" not in v.message:
+        pytest.xfail("core support pending (torch ops matched through a TorchFunctionMode)")
+    assert "cross_entropy" in v.message
+
+
+@pytest.mark.parametrize("form", ["named", "named+args", "args", "args+kwargs", "direct"])
+def test_ex52_watch_conditions_read_every_argument_form(form):
+    """The conditions work on a dict of named arguments and on positional ``args`` (with each
+    route's own parameter order: F.cross_entropy's sixth is ``reduce``, the op's sixth is
+    ``label_smoothing``)."""
+    z, y = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    q = torch.rand(3, 4)
+    conds = dict(L.CE_WATCH)
+    f, op = conds["torch.nn.functional.cross_entropy"], conds["torch._C._nn.cross_entropy_loss"]
+
+    def call(cond, args, kwargs):
+        if form == "named":
+            return cond({**dict(zip(("input", "target"), args)), **kwargs})
+        if form == "named+args":
+            return cond({**kwargs, "args": tuple(args)})
+        if form == "args":
+            return cond(tuple(args) + tuple(kwargs.values())) if not kwargs else \
+                cond((*args, None, 1, -100, kwargs["label_smoothing"]))
+        if form == "args+kwargs":
+            return cond(tuple(args), kwargs)
+        return cond(*args, **kwargs)
+
+    if form != "args":
+        assert call(f, (z, y), {"label_smoothing": 0.1})
+        assert not call(f, (z, y), {"label_smoothing": 0.0})
+    assert call(op, (z, y), {"label_smoothing": 0.1})
+    assert not call(op, (z, y), {"label_smoothing": 0.0})
+    assert call(op, (z, q), {}) and call(f, (z, q), {})
+    assert not call(op, (z, y), {}) and not call(f, (z, y), {})
+    # positional: F.cross_entropy's sixth argument is reduce, not label_smoothing
+    assert not f((z, y, None, None, -100, 0.3))
+    assert op((z, y, None, 1, -100, 0.3))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -242,7 +328,55 @@ def ce_mutating(logits, y, eps):
     return out
 
 
+def ce_nll_raw_logits(logits, y, eps):
+    """F.nll_loss on the logits themselves (no log_softmax) for the true-class term."""
+    return (1 - eps) * F.nll_loss(logits, y) + eps * (-F.log_softmax(logits, 1)).mean(1).mean()
+
+
+def ce_raw_logits_everywhere(logits, y, eps):
+    return -(_q(logits, y, eps) * logits).sum(1).mean()
+
+
+def ce_uniform_raw(logits, y, eps):
+    return (1 - eps) * F.cross_entropy(logits, y) + eps * (-logits).mean(1).mean()
+
+
+def ce_probabilities(logits, y, eps):
+    return -(_q(logits, y, eps) * torch.softmax(logits, 1)).sum(1).mean()
+
+
+def ce_nll_of_softmax(logits, y, eps):
+    return (1 - eps) * F.nll_loss(torch.softmax(logits, 1), y) \
+        + eps * (-F.log_softmax(logits, 1)).mean(1).mean()
+
+
+def ce_wrong_dim(logits, y, eps):
+    return -(_q(logits, y, eps) * torch.log_softmax(logits, dim=0)).sum(1).mean()
+
+
+def ce_wrong_dim_nll(logits, y, eps):
+    logp0 = F.log_softmax(logits, dim=0)
+    return (1 - eps) * F.nll_loss(logp0, y) + eps * (-F.log_softmax(logits, 1)).mean(1).mean()
+
+
+def ce_keepdim(logits, y, eps):
+    return ce_soft_targets(logits, y, eps).reshape(1)
+
+
+def ce_numpy(logits, y, eps):
+    return ce_soft_targets(logits, y, eps).detach().numpy()
+
+
 MISTAKES_52 = [
+    (ce_nll_raw_logits, "raw logits"),
+    (ce_raw_logits_everywhere, "raw logits"),
+    (ce_uniform_raw, "raw logits"),
+    (ce_probabilities, "probabilities (softmax) where log-probabilities belong"),
+    (ce_nll_of_softmax, "probabilities (softmax) where log-probabilities belong"),
+    (ce_wrong_dim, "softmax over the wrong dim"),
+    (ce_wrong_dim_nll, "softmax over the wrong dim"),
+    (ce_keepdim, "0-d tensor"),
+    (ce_numpy, "torch scalar"),
     (ce_log_softmax_naive, "underflows"),
     (ce_log_softmax_plus_tiny, "adding a small constant"),
     (ce_exp_no_shift, "log-sum-exp"),
@@ -253,7 +387,7 @@ MISTAKES_52 = [
     (ce_mean_all, "all N*K entries"),
     (ce_smooth_predictions, "smoothed the predictions"),
     (lambda z, y, eps: F.cross_entropy(z, y), "eps was ignored"),
-    (ce_item, "backward"),
+    (ce_item, "torch scalar"),
     (ce_detached, "backward"),
     (ce_cast, "float32, the input float64"),
     (ce_mutating, "changed its inputs"),
@@ -312,11 +446,11 @@ def ece_bucketize(probs, y, n_bins=15):
     acc = torch.bincount(idx, weights=correct, minlength=n_bins)
     cf = torch.bincount(idx, weights=conf, minlength=n_bins)
     full = count > 0
-    return (acc[full] - cf[full]).abs().sum() / len(conf)      # a 0-d tensor
+    return ((acc[full] - cf[full]).abs().sum() / len(conf)).item()
 
 
 def ece_float32(probs, y, n_bins=15):
-    """Everything in float32, returned as a 0-d float32 tensor."""
+    """Everything in float32, returned as a Python float."""
     conf, pred = probs.float().max(dim=1)
     correct = (pred == y).float()
     edges = torch.linspace(0, 1, n_bins + 1)
@@ -327,11 +461,26 @@ def ece_float32(probs, y, n_bins=15):
             in_bin |= conf == 0
         if in_bin.any():
             ece += in_bin.float().mean() * (correct[in_bin].mean() - conf[in_bin].mean()).abs()
-    return ece
+    return ece.item()
+
+
+def ece_accuracy_score(probs, y, n_bins=15):
+    """scikit-learn's accuracy_score per bin is a primitive, not a calibration metric."""
+    from sklearn.metrics import accuracy_score
+    conf, pred = probs.double().max(1)
+    idx = torch.clamp(torch.ceil(conf * n_bins).long() - 1, 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            acc = accuracy_score(y[m].numpy(), pred[m].numpy())
+            total += m.double().mean().item() * abs(acc - conf[m].mean().item())
+    return total
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("fn", [ece_torch_loop, ece_numpy_floor_clip, ece_bucketize, ece_float32])
+@pytest.mark.parametrize("fn", [ece_torch_loop, ece_numpy_floor_clip, ece_bucketize, ece_float32,
+                                ece_accuracy_score])
 def test_ex53_correct(fn, seed):
     assert_passes("ex5.3", fn, seed)
 
@@ -344,6 +493,31 @@ def ece_helper_attribute(probs, y, n_bins=15):
 def ece_helper_alias(probs, y, n_bins=15):
     from helpers.plots import calibration_bins as bins
     return bins(probs, y, n_bins)["ece"]
+
+
+def ece_sklearn_curve(probs, y, n_bins=15):
+    from sklearn.calibration import calibration_curve
+    conf, pred = probs.double().max(1)
+    correct = (pred == y).numpy().astype(int)
+    acc, cf = calibration_curve(correct, conf.numpy(), n_bins=n_bins)
+    counts = np.histogram(conf.numpy(), bins=np.linspace(0, 1, n_bins + 1))[0]
+    return float(np.sum(counts[counts > 0] / len(conf) * np.abs(acc - cf)))
+
+
+def test_ex53_refuses_sklearn_calibration_curve():
+    v = assert_fails("ex5.3", ece_sklearn_curve, "the library code this exercise asks you to write")
+    assert "calibration_curve" in v.message
+    ex = core.get("ex5.3")
+    assert ex.forbidden_in_source("from sklearn.calibration import calibration_curve\n")
+
+
+def test_ex53_torchmetrics_is_refused_where_installed():
+    pytest.importorskip("torchmetrics")
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    def ece_tm(probs, y, n_bins=15):
+        return float(multiclass_calibration_error(probs.float(), y, probs.shape[1], n_bins=n_bins))
+    assert_fails("ex5.3", ece_tm, "the library code this exercise asks you to write")
 
 
 @pytest.mark.parametrize("fn", [ece_helper_attribute, ece_helper_alias])
@@ -396,6 +570,30 @@ def ece_signed(probs, y, n_bins=15):
     return ece_of(conf, (pred == y).double(), n_bins, gap=lambda acc, conf: conf - acc)
 
 
+def ece_zero_d(probs, y, n_bins=15):
+    return torch.tensor(ece_torch_loop(probs, y, n_bins), dtype=torch.float64)
+
+
+def ece_one_element(probs, y, n_bins=15):
+    return np.array([ece_torch_loop(probs, y, n_bins)])
+
+
+def ece_numpy_float32(probs, y, n_bins=15):
+    return np.float32(ece_torch_loop(probs, y, n_bins))
+
+
+def ece_nan_empty_bins(probs, y, n_bins=15):
+    """Every bin's gap, empty bins included (their means are NaN)."""
+    conf, pred = probs.double().max(1)
+    correct = (pred == y).double()
+    idx = torch.clamp(torch.ceil(conf * n_bins).long() - 1, 0, n_bins - 1)
+    total = torch.zeros((), dtype=torch.float64)
+    for b in range(n_bins):
+        m = idx == b
+        total = total + m.double().mean() * (correct[m].mean() - conf[m].mean()).abs()
+    return total.item()
+
+
 def ece_mutating(probs, y, n_bins=15):
     out = ece_torch_loop(probs, y, n_bins)
     probs.mul_(0.5)
@@ -413,6 +611,10 @@ MISTAKES_53 = [
     (lambda p, y, n_bins=15: 100 * ece_torch_loop(p, y, n_bins), "percent"),
     (lambda p, y, n_bins=15: torch.tensor(round(ece_torch_loop(p, y, n_bins))), "integer"),
     (ece_mutating, "changed its inputs"),
+    (ece_zero_d, "return a Python float"),
+    (ece_one_element, "return a Python float"),
+    (ece_numpy_float32, "return a Python float"),
+    (ece_nan_empty_bins, "Skip empty bins"),
 ]
 
 
@@ -470,7 +672,7 @@ def t_lbfgs_float32(logits, y):
         return loss
 
     opt.step(closure)
-    return log_t.exp().detach()          # a 0-d tensor without grad
+    return log_t.exp().item()
 
 
 def t_grid_refine(logits, y):
@@ -586,7 +788,47 @@ def t_mutating(logits, y):
     return t
 
 
+def t_zero_d(logits, y):
+    return torch.tensor(t_golden(logits, y))
+
+
+def t_one_element(logits, y):
+    return np.array([t_golden(logits, y)])
+
+
+def t_wrong_dim(logits, y):
+    z = logits.double()
+    a, b = math.log(0.01), math.log(100.0)
+    f = lambda t: F.nll_loss(F.log_softmax(z / math.exp(t), dim=0), y).item()  # noqa: E731
+    for _ in range(120):
+        c, d = b - GOLD * (b - a), a + GOLD * (b - a)
+        a, b = (a, d) if f(c) < f(d) else (c, b)
+    return math.exp((a + b) / 2)
+
+
+def t_nll_raw_logits(logits, y):
+    """F.nll_loss on the scaled logits, no log_softmax: no minimum, the search runs to its edge."""
+    z = logits.double()
+    a, b = math.log(0.01), math.log(100.0)
+    f = lambda t: F.nll_loss(z / math.exp(t), y).item()  # noqa: E731
+    for _ in range(120):
+        c, d = b - GOLD * (b - a), a + GOLD * (b - a)
+        a, b = (a, d) if f(c) < f(d) else (c, b)
+    return math.exp((a + b) / 2)
+
+
+def t_narrow_grid(logits, y):
+    """A fine grid, but over [0.5, 5] only: it excludes the best T of several cases."""
+    ts = np.linspace(0.5, 5.0, 200)
+    z = logits.double()
+    return float(ts[int(np.argmin([F.cross_entropy(z / t, y).item() for t in ts]))])
+
+
 MISTAKES_54 = [
+    (t_zero_d, "return a Python float"),
+    (t_one_element, "return a Python float"),
+    (t_wrong_dim, "softmax over the wrong dim"),
+    (t_nll_raw_logits, "without log_softmax"),
     (t_inverse, "*inverse*"),
     (t_multiply, "multiply them by T"),
     (t_accuracy, "does not depend on the data"),
@@ -647,6 +889,142 @@ def test_ex54_judge_minimum_is_the_minimum():
 MISTAKES = {"ex5.1": MISTAKES_51, "ex5.2": MISTAKES_52, "ex5.3": MISTAKES_53, "ex5.4": MISTAKES_54}
 
 
+# ---------------------------------------------------------------- every sentence is enforced
+def ece_default_ten(probs, y, n_bins=10):
+    return ece_torch_loop(probs, y, n_bins)
+
+
+NOT_MODIFIED = "your functions must not modify them"
+
+# REQUIREMENTS[ex] = [(a requirement, quoted from the exercise's text (or the section's opening
+# cell), an answer that breaks only it, the hint substring its verdict must contain), ...]
+REQUIREMENTS = {
+    "ex5.1": [
+        ("return the `(N, num_classes)` float tensor",
+         lambda y, K, eps: st_reference(y, K, eps).T, "transpose"),
+        ("return the `(N, num_classes)` float tensor",
+         lambda y, K, eps: st_reference(y, K, eps).numpy(), "torch tensor"),
+        ("return the `(N, num_classes)` float tensor",
+         lambda y, K, eps: st_reference(y, K, eps).long(), "floating dtype"),
+        ("label-smoothing targets as section 1 defines them",
+         lambda y, K, eps: (1 - eps) * F.one_hot(y, K).float(), "uniform share"),
+        ("not the $\\varepsilon/(K-1)$ variant", MISTAKES_51[0][0], "eps/(K-1)"),
+        ("which can be larger than any label in `y`",
+         lambda y, K, eps: (1 - eps) * F.one_hot(y).float() + eps / K, "num_classes"),
+        (NOT_MODIFIED, st_mutating, "changed the label tensor"),
+    ],
+    "ex5.2": [
+        ("the batch mean", ce_sum, "*sum*"),
+        ("the batch mean", ce_per_sample, "one loss per sample"),
+        ("the cross-entropy between the soft targets of 5.1 and the model's predicted "
+         "distribution", ce_eps_k_minus_1, "eps/(K-1)"),
+        ("the cross-entropy between the soft targets of 5.1 and the model's predicted "
+         "distribution", ce_smooth_predictions, "smoothed the predictions"),
+        ("the cross-entropy between the soft targets of 5.1 and the model's predicted "
+         "distribution", ce_nll_raw_logits, "raw logits"),
+        ("the cross-entropy between the soft targets of 5.1 and the model's predicted "
+         "distribution", ce_wrong_dim, "softmax over the wrong dim"),
+        ("equal to `F.cross_entropy(logits, y, label_smoothing=eps)` to rounding",
+         lambda z, y, eps: F.cross_entropy(z, y), "eps was ignored"),
+        ("the check refuses label smoothing and probability targets in every cross-entropy call",
+         ce_torch, "the library code this exercise asks you to write"),
+        ("the check refuses label smoothing and probability targets in every cross-entropy call",
+         ce_soft_target_library, "probability targets"),
+        ("It must stay finite for logits of ±1000 in float32 and float64",
+         ce_log_softmax_naive, "underflows"),
+        ("keep the logits' dtype", ce_cast, "float32, the input float64"),
+        ("return a torch scalar (a 0-d tensor)", ce_keepdim, "0-d tensor"),
+        ("return a torch scalar (a 0-d tensor)", ce_item, "torch scalar"),
+        ("that autograd can differentiate", ce_detached, "backward"),
+        (NOT_MODIFIED, ce_mutating, "changed its inputs"),
+    ],
+    "ex5.3": [
+        ("returning a Python float", ece_zero_d, "return a Python float"),
+        ("returning a Python float", ece_one_element, "return a Python float"),
+        ("the ECE of section 4", ece_unweighted, "without weighting"),
+        ("the ECE of section 4", ece_signed, "absolute value"),
+        ("with `n_bins` equal-width confidence bins", ece_ten_bins, "10 bins"),
+        ("with `n_bins` equal-width confidence bins", ece_linspace_n, "n_bins + 1 edges"),
+        ("`expected_calibration_error(probs, y, n_bins=15)`", ece_default_ten, "default is 15"),
+        ("confidence = the max probability of each row", ece_true_class, "*true* class"),
+        ("every sample in exactly one bin (**confidence 1.0 included**)", ece_drop_one,
+         "exactly 1.0"),
+        ("empty bins skipped", ece_nan_empty_bins, "Skip empty bins"),
+        ("The check refuses library calibration metrics", ece_sklearn_curve,
+         "calibration_curve"),
+        ("the course's `plots.calibration_bins`", ece_helper_alias, "calibration_bins"),
+        (NOT_MODIFIED, ece_mutating, "changed its inputs"),
+    ],
+    "ex5.4": [
+        ("return the temperature $T > 0$", t_gd_unconstrained, "must be > 0"),
+        ("(a Python float)", t_zero_d, "return a Python float"),
+        ("(a Python float)", t_one_element, "return a Python float"),
+        ("has the lowest mean negative log-likelihood", t_inverse, "*inverse*"),
+        ("has the lowest mean negative log-likelihood", t_accuracy, "does not depend on the data"),
+        ("has the lowest mean negative log-likelihood", t_wrong_dim, "softmax over the wrong dim"),
+        ("within $10^{-6}$ of the best one", t_few_steps, "stop too early"),
+        ("the cases include models whose best $T$ is near 0.1 and near 10", t_narrow_grid,
+         "interval exclude the optimum"),
+        ("$T$ must stay positive", t_gd_unconstrained, "must be > 0"),
+        ("some logits are in the hundreds", t_log_softmax_naive, "underflows"),
+        ("done there by a hidden helper (which the check refuses)", t_helper,
+         "calibrate_temperature"),
+        (NOT_MODIFIED, t_mutating, "changed its inputs"),
+    ],
+}
+REQ_SEEDS = (0, 1, 12345)
+
+
+def _exercise_texts() -> dict:
+    """The section's opening cell plus each exercise's markdown, whitespace squashed."""
+    import nbformat
+
+    from helpers import course
+    nb = nbformat.read(course.SOLUTIONS / "05_label_smoothing.ipynb", as_version=4)
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    intro = next(t for t in md if t.startswith("## Exercises"))
+    out = {}
+    for ex in REQUIREMENTS:
+        own = next(t for t in md if t.startswith(f"### Exercise {ex[2:]} "))
+        out[ex] = " ".join((intro + " " + own).split())
+    return out
+
+
+def test_requirements_quote_the_exercise_texts():
+    texts = _exercise_texts()
+    for ex, reqs in REQUIREMENTS.items():
+        for sentence, _, _ in reqs:
+            assert " ".join(sentence.split()) in texts[ex], (ex, sentence)
+
+
+@pytest.mark.parametrize("ex,sentence,fn,hint", [
+    pytest.param(ex, sentence, fn, hint, id=f"{ex}-{i}")
+    for ex, reqs in REQUIREMENTS.items() for i, (sentence, fn, hint) in enumerate(reqs)])
+def test_every_requirement_is_enforced(ex, sentence, fn, hint):
+    for seed in REQ_SEEDS:
+        v = verdict(ex, fn, seed)
+        assert v.status in ("failed", "error") and hint in v.message, (sentence, seed, v.text())
+
+
+@pytest.mark.parametrize("ex,fn,args", [
+    ("ex5.1", st_mutating, None), ("ex5.2", ce_mutating, None),
+    ("ex5.3", ece_mutating, None), ("ex5.4", t_mutating, None)])
+def test_side_effects_are_decided_by_the_judge(ex, fn, args, monkeypatch):
+    """The probe records the inputs after the call, raw; the judge compares them with the inputs
+    it rebuilds. A learner who patches torch.equal / np.array_equal in the kernel (here: for the
+    whole probe) gets a record that still fails when judged where the patch does not reach."""
+    monkeypatch.setattr(torch, "equal", lambda *a, **k: True)
+    monkeypatch.setattr(np, "array_equal", lambda *a, **k: True)
+    _, record = run(ex, fn, seed=1)
+    monkeypatch.undo()
+    v = core.get(ex).run_judge(core._json_roundtrip(record), 1)
+    assert not v.passed and "changed" in v.message, v.text()
+    # and the same record with the inputs' entries removed counts as changed too
+    data = record["data"]
+    cases = data if isinstance(data, list) else data["cases"]
+    assert all("after" in c and "input_changed" not in c for c in cases)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("ex,fn,hint", [(ex, fn, hint) for ex, mistakes in MISTAKES.items()
                                         for fn, hint in mistakes])
@@ -665,7 +1043,7 @@ def test_hard_coded_published_answers_fail_at_another_seed(ex, fn):
 
     def replay(*args):
         a = next(answers)
-        return torch.from_numpy(np.asarray(a)) if ex != "ex5.4" else float(a)
+        return float(a) if ex in ("ex5.3", "ex5.4") else torch.from_numpy(np.asarray(a))
 
     if ex == "ex5.2":   # the loss values replayed, with a gradient path that is all zeros
         def replay(logits, y, eps):
@@ -682,9 +1060,11 @@ def test_hard_coded_published_answers_fail_at_another_seed(ex, fn):
 
 @pytest.mark.parametrize("seed", (0, 1))
 def test_hints_never_contain_the_reference_expression(seed):
-    """Every hint the known mistakes get (and the library refusals) is free of the answer."""
+    """Every hint the known mistakes and the requirement-breaking answers get (and the library
+    refusals) is free of the answer."""
     squash = lambda s: re.sub(r"\s+", "", s)  # noqa: E731
     groups = [*MISTAKES.items(),
+              *((ex, [(fn, hint) for _, fn, hint in reqs]) for ex, reqs in REQUIREMENTS.items()),
               ("ex5.2", [(ce_torch, ""), (ce_soft_target_library, "")]),
               ("ex5.3", [(ece_helper_alias, "")]), ("ex5.4", [(t_helper, "")])]
     for ex, mistakes in groups:
@@ -763,7 +1143,7 @@ def test_stubs_say_still_the_stub(ex, n_args):
     def stub(*args):
         raise NotImplementedError(f"{ex}: write your answer here")
     v = verdict(ex, stub)
-    assert v.status == "error" and "still the stub" in v.message, v.text()
+    assert is_stub_verdict(v), v.text()
 
 
 @pytest.mark.parametrize("ex,fn,where", [

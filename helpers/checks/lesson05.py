@@ -1,37 +1,50 @@
 """Checks for lesson 05 (label smoothing and calibration).
 
 - ex5.1 ``smooth_targets(y, num_classes, eps)``: ``(N, K)`` soft targets of torch's label smoothing.
-- ex5.2 ``label_smoothing_cross_entropy(logits, y, eps)``: batch mean, equal to
-  ``F.cross_entropy(logits, y, label_smoothing=eps)``, finite for logits of +-1000, written
-  without ``label_smoothing=`` (a call of ``F.cross_entropy`` / ``nn.CrossEntropyLoss`` with a
-  nonzero ``label_smoothing`` is refused; plain cross-entropy inside an answer is fine).
-- ex5.3 ``expected_calibration_error(probs, y, n_bins=15)``: confidence = max probability,
-  equal-width bins on [0, 1], each bin weighted by its share of the samples; the course's
-  helpers that compute it (``helpers.plots.calibration_bins`` and the plots built on it) are
-  refused.
-- ex5.4 ``fit_temperature(logits, y)``: a float ``T > 0`` minimising the mean NLL of
+- ex5.2 ``label_smoothing_cross_entropy(logits, y, eps)``: batch mean, a 0-d tensor in the
+  logits' dtype, equal to ``F.cross_entropy(logits, y, label_smoothing=eps)``, finite for logits
+  of +-1000, differentiable. Refused (DESIGN's shortcut table): label smoothing or probability
+  targets in any cross-entropy route: ``F.cross_entropy`` / ``nn.CrossEntropyLoss`` (whose
+  forward calls it) and the op underneath, ``torch._C._nn.cross_entropy_loss`` /
+  ``torch.ops.aten.cross_entropy_loss`` (``CE_WATCH``); plain cross-entropy with integer labels
+  inside an answer is fine.
+- ex5.3 ``expected_calibration_error(probs, y, n_bins=15)``: a Python float; confidence = max
+  probability, equal-width bins on [0, 1], each bin weighted by its share of the samples.
+  Refused: library calibration metrics (scikit-learn's ``calibration_curve``, torchmetrics'
+  calibration error where installed) and the course's helpers that compute it
+  (``helpers.plots.calibration_bins`` and the plots built on it).
+- ex5.4 ``fit_temperature(logits, y)``: a Python float ``T > 0`` minimising the mean NLL of
   ``softmax(logits / T)``; judged by the NLL it reaches: within ``NLL_TOL = 1e-6`` (absolute,
   in nats; the cases' minimal NLLs lie between about 0.1 and 2, so this is also about 1e-6
   relative) of the minimum, which the judge finds in float64 by bisection on the derivative of
   the NLL in ``beta = 1/T`` (the NLL is convex in beta). Every case's best ``T`` lies in
-  [0.05, 20]. ``helpers.plots.calibrate_temperature`` (the lesson's hidden fitter) is refused.
+  [0.05, 20]. ``torch.optim`` is allowed; ``helpers.plots.calibrate_temperature`` (the lesson's
+  hidden fitter) is refused.
 
 Every probe and judge builds its inputs from the case seed (``case_rng(seed, salt)``): shapes
 and edge cases (eps = 0, confidences of exactly 1.0, +-1000 logits, confidently wrong samples)
-are fixed, values vary with the seed. Float answers (a Python float, a NumPy float, a 0-d
-tensor) are all accepted and judged at float32-level precision, so an answer computed in
-float32 passes. None of these checks is statistical: a correct answer passes at every seed.
+are fixed, values vary with the seed. Float answers (ex5.3, ex5.4) must be a Python float (or
+int), or a NumPy float64 scalar (a subclass of float): a 0-d or one-element tensor or array, or
+a NumPy float32 scalar, fails with "return a Python float" (and "its value is right" when it
+is); values are judged at float32-level precision, so an answer computed in float32 passes.
+None of these checks is statistical: a correct answer passes at every seed.
 
-Use of a refused library call is found by core while the learner's code runs (it recognises
-the refused functions by what is called, so an alias such as ``from helpers.plots import
-calibration_bins`` is seen too): the names in ``forbid``, and for ex5.2 ``F.cross_entropy`` when
-its arguments make it the whole answer (``watch_if``: a nonzero ``label_smoothing``, or
-probability targets; ``nn.CrossEntropyLoss`` calls it too). The judge fails such an answer with
-the exercise's library message.
+Side effects are decided by the judge: each probe records the inputs after the learner's call
+(``inputs_after``), and the judge compares them, bit for bit, with the inputs it rebuilds from
+the seed (``input_changed``); nothing is compared in the learner's kernel.
+
+Use of a refused library call is found by core while the learner's code runs (by what is
+called, so an alias is seen too): the names in ``forbid``, and the ``watch_if`` entries, which
+refuse a call only when its arguments make it the whole answer. ``watch_if`` conditions here
+accept the call's arguments as a dict of named arguments (``frame.f_locals``, or core's binding
+with the positional ones under ``"args"``), as ``(args, kwargs)``, or as the op's own arguments,
+and bind positional arguments with each route's own parameter order. The judge fails such an
+answer with the exercise's library message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -40,8 +53,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checks.core import (Fail, Raised, Value, as_array, as_float, capture, case_rng,
-                                 changed, close, exercise, expect_array, get, match_mistake,
-                                 max_err, snapshot)
+                                 close, exercise, expect_array, get, input_changed, inputs_after,
+                                 match_mistake, max_err)
 
 # ------------------------------------------------------------------ shared references
 
@@ -75,23 +88,142 @@ def _torch_seed(rng) -> torch.Generator:
 
 # ------------------------------------------------------------------ refused calls
 
-_CE = "torch.nn.functional.cross_entropy(label_smoothing=...)"
-_CE_SOFT = "torch.nn.functional.cross_entropy with probability targets"
+# Every cross-entropy route of torch, with the names of its positional parameters. The
+# conditions below are called with the call's arguments in any of these forms (core's watcher
+# has used more than one): a dict of named arguments (``frame.f_locals`` of a Python function;
+# it may carry the positional ones under ``"args"`` and further named ones under ``"kwargs"``),
+# a tuple of positional arguments optionally followed by a dict of named ones (what a
+# ``TorchFunctionMode`` sees: ``func(*args, **kwargs)``), or the op's own arguments
+# (``condition(input, target, ...)``). Positional arguments are bound to the route's own
+# parameter names: ``F.cross_entropy``'s sixth is ``reduce``, the op's sixth is ``label_smoothing``.
+_CE_PARAMS = {
+    "torch.nn.functional.cross_entropy":
+        ("input", "target", "weight", "size_average", "ignore_index", "reduce", "reduction",
+         "label_smoothing"),
+    # torch._C._nn.cross_entropy_loss(input, target, weight, reduction, ignore_index,
+    # label_smoothing); the aten schema names its first argument ``self``
+    "torch._C._nn.cross_entropy_loss":
+        ("input", "target", "weight", "reduction", "ignore_index", "label_smoothing"),
+    "torch.ops.aten.cross_entropy_loss":
+        ("input", "target", "weight", "reduction", "ignore_index", "label_smoothing"),
+    "torch.ops.aten.cross_entropy_loss.default":
+        ("input", "target", "weight", "reduction", "ignore_index", "label_smoothing"),
+}
+# (nn.CrossEntropyLoss needs no entry: its forward calls F.cross_entropy with its label_smoothing.)
 
 
-def _ce_refused(args: dict) -> str | None:
-    """Given the arguments of a ``F.cross_entropy`` call, the name to refuse it under, or None:
-    a nonzero ``label_smoothing`` or probability (soft) targets make it ex5.2 in one call."""
+def _call_arguments(params: tuple, a: tuple, k: dict) -> dict:
+    """The named arguments of one call, from whichever form the condition got (see above)."""
+    from collections.abc import Mapping
+
+    positional: tuple = ()
+    named: dict = {}
+    if len(a) >= 1 and isinstance(a[0], Mapping):
+        named = dict(a[0])
+        if isinstance(named.get("args"), (tuple, list)) and "input" not in named:
+            positional = tuple(named.pop("args"))
+        if isinstance(named.get("kwargs"), Mapping):
+            named.update(named.pop("kwargs"))
+        if len(a) >= 2 and isinstance(a[1], (tuple, list)):
+            positional = tuple(a[1])
+        elif len(a) >= 2 and isinstance(a[1], Mapping):
+            named.update(a[1])
+    elif len(a) >= 1 and isinstance(a[0], (tuple, list)):
+        positional = tuple(a[0])
+        if len(a) >= 2 and isinstance(a[1], Mapping):
+            named.update(a[1])
+    else:
+        positional = tuple(a)
+    named.update(k)
+    if "self" in named and "input" not in named:      # the aten schema's name
+        named["input"] = named.pop("self")
+    for name, value in zip(params, positional):
+        named.setdefault(name, value)
+    return named
+
+
+def _ce_check(params: tuple, name: str, *a, **k) -> str | None:
+    """The ``watch_if`` condition of one cross-entropy route (bound to it with
+    ``functools.partial``): the name to refuse the call under when its arguments make it ex5.2
+    in one call (a nonzero label smoothing, or probability targets), else None. Plain
+    cross-entropy with integer labels stays allowed."""
+    args = _call_arguments(params, a, k)
+    smoothing = args.get("label_smoothing", 0.0)
     try:
-        smoothing = float(args.get("label_smoothing", 0.0) or 0.0)
-    except (TypeError, ValueError):
+        smoothing = float(smoothing or 0.0)
+    except (TypeError, ValueError, RuntimeError):
         smoothing = 1.0
     if smoothing != 0.0:
-        return _CE
+        return f"{name}(label_smoothing=...)"
     target = args.get("target")
     if isinstance(target, torch.Tensor) and target.is_floating_point():
-        return _CE_SOFT
+        return f"{name} with probability targets"
     return None
+
+
+def _never(*_a, **_k) -> None:
+    return None
+
+
+def _route_name(route: str) -> str:
+    return route if route == "torch.nn.functional.cross_entropy" else "torch._C._nn.cross_entropy_loss"
+
+
+# Core calls a condition from its TorchFunctionMode while the learner's code runs, and refuses
+# any call into ``helpers`` made from learner code: a condition defined here would count as one
+# (every F.cross_entropy call refused). So the conditions are ``functools.partial`` objects (no
+# frame of their own) around ``_ce_check``, and ``_ce_check`` itself is on the watch list with a
+# condition that never refuses: core then knows the call and does not count it as a helpers
+# call. (A workaround for core; harmless once core skips its own callbacks.)
+CE_WATCH = tuple((route, functools.partial(_ce_check, _CE_PARAMS[route], _route_name(route)))
+                 for route in _CE_PARAMS) + (("helpers.checks.lesson05._ce_check", _never),)
+
+
+def _ce_refused(*a, **k) -> str | None:
+    """``F.cross_entropy``'s condition (kept under its old name)."""
+    return CE_WATCH[0][1](*a, **k)
+
+
+# ------------------------------------------------------------------ float answers
+
+def _float_type_problem(res) -> str | None:
+    """None when ``res`` is a Python float (or int), or a NumPy float64 scalar (a subclass of
+    float); else what it is, for a hint ("a 0-d torch tensor", "a NumPy array of shape (1,)")."""
+    if isinstance(res, bool):
+        return "a bool"
+    if not isinstance(res, Value):
+        return None if res is None else type(res).__name__
+    if res.kind == "python":
+        return None if res.dtype in ("float", "int") else f"a Python {res.dtype}"
+    if res.kind == "numpy" and not isinstance(res.value, np.ndarray):   # a NumPy scalar
+        return None if res.dtype == "float64" else f"a NumPy {res.dtype} scalar"
+    if res.kind in ("torch", "numpy") and res.value is not None:
+        what = "torch tensor" if res.kind == "torch" else "NumPy array"
+        shape = tuple(np.shape(res.value))
+        grad = " that still requires grad" if res.grad else ""
+        return (f"a 0-d {what}{grad}" if shape == () else
+                f"a {what} of shape {shape}{grad}")
+    return f"{res.dtype or res.kind}"
+
+
+def _python_float_hint(what: str, problem: str, right: bool = False) -> str:
+    value = ": its value is right, but" if right else ", but"
+    return (f"got {problem}{value} the text asks for a Python float: return a Python float "
+            f"(e.g. `.item()` on a one-element tensor, or float(...)), so that {what} prints, "
+            "compares and stores like any number.")
+
+
+@contextlib.contextmanager
+def _also_float_note(problem: str | None):
+    """A wrong value that also came back as the wrong type: the value's diagnosis first, then a
+    note on the type (one round of fixes instead of two)."""
+    try:
+        yield
+    except Fail as e:
+        if problem:
+            raise Fail(f"{e} Also, you returned {problem}: return a Python float (e.g. "
+                       "`.item()`).") from None
+        raise
 
 
 def _raised(res: Raised, context: str) -> None:
@@ -129,10 +261,8 @@ def _targets_cases(seed):
 def probe_targets(smooth_targets, seed):
     out = []
     for _, y, k, eps in _targets_cases(seed):
-        before = snapshot(y)
         yin = y.clone()
-        out.append({"result": capture(smooth_targets, yin, k, eps),
-                    "input_changed": changed(before, yin)})
+        out.append({"result": capture(smooth_targets, yin, k, eps), "after": inputs_after(yin)})
     return out
 
 
@@ -190,7 +320,7 @@ def judge_targets(data, seed):
             raise Fail(f"{label}: wrong values (largest difference {max_err(a, ref):.3g}). The true "
                        f"class keeps most of the weight and eps is shared uniformly among all K "
                        f"classes.{row}{extra}")
-        if got["input_changed"]:
+        if input_changed(got.get("after"), y):
             raise Fail(f"{label}: your function changed the label tensor y; work on a copy.")
     return None
 
@@ -254,9 +384,8 @@ def probe_ce(label_smoothing_cross_entropy, seed):
     fn = label_smoothing_cross_entropy
     out = []
     for _, z, y, eps in _ce_cases(seed):
-        before = snapshot(z, y)
         zin, yin = z.clone(), y.clone()
-        out.append({"result": capture(fn, zin, yin, eps), "input_changed": changed(before, zin, yin)})
+        out.append({"result": capture(fn, zin, yin, eps), "after": inputs_after(zin, yin)})
     _, z, y, eps = _grad_case(seed)
     grad = capture(_grad_of, fn, z, y, eps)
     return {"cases": out, "grad": grad}
@@ -292,6 +421,37 @@ def _ce_mistakes(z, y, eps):
         out.append((float(((1 - eps) * nll - eps * logp.sum(axis=1)).mean()),
                     "the uniform part got weight eps per class instead of eps shared among the "
                     "K classes (a sum over classes where a mean belongs)"))
+    q = _targets(y, k, eps)
+    rows = np.arange(n)
+    raw = ("F.nll_loss expects log-probabilities and does not normalise its input (unlike "
+           "F.cross_entropy): apply log_softmax over the classes first")
+    out.append((float(-(q * z).sum(axis=1).mean()),
+                "you used the raw logits where log-probabilities belong (no log_softmax). "
+                + raw))
+    if eps > 0:
+        out.append((float((1 - eps) * -z[rows, y].mean() - eps * logp.mean(axis=1).mean()),
+                    "the true-class term used the raw logits, not log-probabilities (F.nll_loss "
+                    "on logits without log_softmax). " + raw))
+        out.append((float((1 - eps) * nll.mean() - eps * z.mean(axis=1).mean()),
+                    "the uniform (eps) term averages the raw logits, not the log-probabilities "
+                    "(no log_softmax there). Every class's term is a log-probability"))
+    probs_hint = ("you used probabilities (softmax) where log-probabilities belong: the "
+                  "cross-entropy weighs the log of each predicted probability, and F.nll_loss "
+                  "expects log-probabilities too (log_softmax, not softmax)")
+    out.append((float(-(q * p).sum(axis=1).mean()), probs_hint))
+    if eps > 0:
+        out.append((float((1 - eps) * -p[rows, y].mean() - eps * logp.mean(axis=1).mean()),
+                    probs_hint))
+    logp0 = _log_softmax(z.T).T          # normalised over the samples of the batch
+    dim0 = ("softmax over the wrong dim: your log-probabilities are normalised over the "
+            "samples of the batch (dim 0), not over the K classes of each sample (dim=1, or "
+            "dim=-1)")
+    out.append((float(-(q * logp0).sum(axis=1).mean()), dim0))
+    if eps > 0:
+        out.append((float((1 - eps) * -logp0[rows, y].mean() - eps * logp.mean(axis=1).mean()),
+                    dim0 + " in the true-class term"))
+        out.append((float((1 - eps) * nll.mean() - eps * logp0.mean(axis=1).mean()),
+                    dim0 + " in the uniform (eps) term"))
     if n > 1:
         out.append((float(ref_rows.sum()), f"this is the *sum* over the {n} samples; return the "
                     "mean over the batch (as F.cross_entropy does by default)"))
@@ -322,6 +482,11 @@ def judge_ce(data, seed):
         res = got["result"]
         if isinstance(res, Raised):
             _raised(res, f"{label} (logits of shape {tuple(z.shape)}, {str(z.dtype)[6:]})")
+        if isinstance(res, Value) and res.kind in ("python", "numpy"):
+            what = "a Python number" if res.kind == "python" else "a NumPy value"
+            raise Fail(f"{label}: got {what}; return the loss as a torch scalar (a 0-d tensor "
+                       "built from torch operations on the logits, no .item(), float() or "
+                       "NumPy), so that training can call .backward() on it.")
         a = as_array(res, "label_smoothing_cross_entropy(logits, y, eps)")
         if a.size == n and n > 1:
             raise Fail(f"{label}: got {a.size} values (one loss per sample); return one number, "
@@ -332,6 +497,12 @@ def judge_ce(data, seed):
         if isinstance(res, Value) and res.kind == "torch":
             expect_array(res, f"{label}: your loss", dtype=str(z.dtype).removeprefix("torch."))
         v = as_float(res, "label_smoothing_cross_entropy(logits, y, eps)")
+        if a.shape != ():
+            right = math.isfinite(v) and abs(v - ref) <= _ce_tol(ref)
+            raise Fail(f"{label}: got a tensor of shape {a.shape}"
+                       f"{' (its value is right)' if right else ''}; return a torch scalar, a "
+                       "0-d tensor, as F.cross_entropy does (a keepdim=True or an indexing "
+                       "[None] leaves a dimension of size 1).")
         large = "large logits" in label
         if not math.isfinite(v):
             if large:
@@ -339,7 +510,7 @@ def judge_ce(data, seed):
             raise Fail(f"{label}: got {v}, expected {ref:.6g}; your loss is not finite.")
         tol = _ce_tol(ref)
         if abs(v - ref) <= tol:
-            if got["input_changed"]:
+            if input_changed(got.get("after"), z, y):
                 raise Fail(f"{label}: your function changed its inputs (logits or y) in place; "
                            "work on copies.")
             continue
@@ -377,12 +548,33 @@ def _judge_ce_grad(g, seed):
 
 exercise("ex5.2", "label_smoothing_cross_entropy", probe_ce, judge_ce,
          forbid_hint=CE_HINT, source_words=("label_smoothing",),
-         watch_if=(("torch.nn.functional.cross_entropy", _ce_refused),))
+         watch_if=CE_WATCH)
 
 # ------------------------------------------------------------------ ex5.3
 
 ECE_HELPERS = ("helpers.plots.calibration_bins", "helpers.plots.reliability_diagram",
                "helpers.plots.reliability_with_counts")
+# library calibration metrics (DESIGN's shortcut table): torchmetrics' ECE where it is installed
+# (core skips names that do not import), and scikit-learn's reliability curve below
+ECE_LIBRARY = (
+    "torchmetrics.functional.calibration_error",
+    "torchmetrics.functional.classification.calibration_error",
+    "torchmetrics.functional.classification.binary_calibration_error",
+    "torchmetrics.functional.classification.multiclass_calibration_error",
+    "torchmetrics.classification.CalibrationError",
+    "torchmetrics.classification.BinaryCalibrationError",
+    "torchmetrics.classification.MulticlassCalibrationError",
+    "torchmetrics.functional.classification.calibration_error.*",
+)
+# scikit-learn's calibration_curve is wrapped by its parameter validation, whose one code object
+# every validated scikit-learn function shares (accuracy_score's too): watching that wrapper
+# would refuse a correct answer that uses accuracy_score per bin. The function underneath
+# (``__wrapped__``) is watched instead, and refused under the name a learner knows; the
+# grader's source scan finds the name too (``source_words``).
+ECE_WATCH = (("sklearn.calibration.calibration_curve.__wrapped__",
+              lambda *a, **k: "sklearn.calibration.calibration_curve"),)
+ECE_WORDS = ("calibration_curve",)
+ECE_FORBID = ECE_LIBRARY + ECE_HELPERS
 ECE_HINT = ("take each row's confidence and prediction, sort the confidences into n_bins "
             "equal-width bins, and compare accuracy with confidence inside each bin.")
 ECE_TOL = 1e-5           # float32-level; every mistake the judge names differs by far more
@@ -476,11 +668,10 @@ def _ece_cases_built(seed):
 def probe_ece(expected_calibration_error, seed):
     out = []
     for _, p, y, nb in _ece_cases(seed):
-        before = snapshot(p, y)
         pin, yin = p.clone(), y.clone()
         args = (pin, yin) if nb is None else (pin, yin, nb)
         out.append({"result": capture(expected_calibration_error, *args),
-                    "input_changed": changed(before, pin, yin)})
+                    "after": inputs_after(pin, yin)})
     return {"cases": out}
 
 
@@ -569,29 +760,38 @@ def judge_ece(data, seed):
             raise Fail(f"{label}: your ECE is {res.dtype}, an integer type: the ECE is a fraction "
                        "between 0 and 1 (an integer division or cast rounds it).")
         v = as_float(res, "expected_calibration_error(probs, y, n_bins)")
-        if math.isfinite(v) and abs(v - ref) <= ECE_TOL:
-            if got["input_changed"]:
-                raise Fail(f"{label}: your function changed its inputs (probs or y) in place; "
-                           "work on copies.")
-            continue
-        if not math.isfinite(v):
-            raise Fail(f"{label}: got {v}, expected {ref:.6g}. Skip empty bins (0/0 is NaN): "
-                       "they contribute nothing.")
-        for alt, why in _ece_mistakes(probs, yn, n_bins):
-            if abs(v - alt) <= ECE_TOL:
-                raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}: {why}.")
-        bins_hint = _bin_count_hint(v, conf, correct, n_bins)
-        if bins_hint:
-            raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}: {bins_hint}.")
-        raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}. Check the three ingredients: "
-                   "confidence and correctness per sample, which bin each sample lands in "
-                   "(equal widths on [0, 1], every sample in exactly one), and how the bins "
-                   "are weighted.")
+        right = math.isfinite(v) and abs(v - ref) <= ECE_TOL
+        problem = _float_type_problem(res)
+        if problem and right:
+            raise Fail(f"{label}: " + _python_float_hint("the ECE", problem, right))
+        if not right:
+            with _also_float_note(problem):
+                _ece_wrong(label, v, ref, probs, yn, conf, correct, n_bins)
+        if input_changed(got.get("after"), p, y):
+            raise Fail(f"{label}: your function changed its inputs (probs or y) in place; "
+                       "work on copies.")
     return None
 
 
+def _ece_wrong(label, v, ref, probs, yn, conf, correct, n_bins):
+    """Fail with the diagnosis of a wrong ECE ``v``."""
+    if not math.isfinite(v):
+        raise Fail(f"{label}: got {v}, expected {ref:.6g}. Skip empty bins (0/0 is NaN): "
+                   "they contribute nothing.")
+    for alt, why in _ece_mistakes(probs, yn, n_bins):
+        if abs(v - alt) <= ECE_TOL:
+            raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}: {why}.")
+    bins_hint = _bin_count_hint(v, conf, correct, n_bins)
+    if bins_hint:
+        raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}: {bins_hint}.")
+    raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}. Check the three ingredients: "
+               "confidence and correctness per sample, which bin each sample lands in "
+               "(equal widths on [0, 1], every sample in exactly one), and how the bins "
+               "are weighted.")
+
+
 exercise("ex5.3", "expected_calibration_error", probe_ece, judge_ece,
-         forbid=ECE_HELPERS, forbid_hint=ECE_HINT)
+         forbid=ECE_FORBID, forbid_hint=ECE_HINT, watch_if=ECE_WATCH, source_words=ECE_WORDS)
 
 # ------------------------------------------------------------------ ex5.4
 
@@ -688,35 +888,67 @@ def _t_cases_built(seed):
 def probe_temperature(fit_temperature, seed):
     out = []
     for _, z, y in _t_cases(seed):
-        before = snapshot(z, y)
         zin, yin = z.clone(), y.clone()
-        out.append({"result": capture(fit_temperature, zin, yin),
-                    "input_changed": changed(before, zin, yin)})
+        out.append({"result": capture(fit_temperature, zin, yin), "after": inputs_after(zin, yin)})
     return {"cases": out}
 
 
 def _t_value(res, label) -> float:
     if isinstance(res, Raised):
         raise res
-    if isinstance(res, Value) and res.grad:
-        raise Fail(f"{label}: your T is a tensor that still requires grad (a leaf of your "
-                   "optimiser, or computed from one). Return a plain number (.item()), so that "
-                   "logits / T later builds no autograd graph.")
     if isinstance(res, Value) and res.kind in ("torch", "numpy") and np.size(res.value) != 1:
         raise Fail(f"{label}: got an array of shape {np.shape(res.value)}; return one number T, "
                    "the same for every sample and class.")
     return as_float(res, "fit_temperature(logits, y)")
 
 
+def _nll_dim0(z: np.ndarray, y: np.ndarray, beta: float) -> tuple[float, float]:
+    """Mean NLL, and its derivative in beta, of the softmax taken over the *samples* (dim 0):
+    ``-log softmax(beta * z, dim=0)[i, y_i]`` averaged over i (convex in beta, as the right one)."""
+    s = beta * z
+    m = s.max(axis=0)
+    e = np.exp(s - m)
+    lse = m + np.log(e.sum(axis=0))                      # one per class (column)
+    mean_z = (e * z).sum(axis=0) / e.sum(axis=0)
+    rows = np.arange(len(y))
+    return (float(np.mean(lse[y] - s[rows, y])), float(np.mean(mean_z[y] - z[rows, y])))
+
+
+def _argmin_beta(dfun) -> float | None:
+    """The beta in [1e-3, 1e3] where the increasing derivative ``dfun`` changes sign, or None."""
+    lo, hi = math.log(1e-3), math.log(1e3)
+    if dfun(math.exp(lo)) >= 0 or dfun(math.exp(hi)) <= 0:
+        return None
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if dfun(math.exp(mid)) < 0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-15:
+            break
+    return math.exp(0.5 * (lo + hi))
+
+
+def _is_dim0_fit(zd, yn, v) -> bool:
+    """True when T = ``v`` minimises the NLL of a softmax over the wrong dim (the samples)."""
+    b0 = _argmin_beta(lambda b: _nll_dim0(zd, yn, b)[1])
+    if b0 is None or not (math.isfinite(v) and v > 0):
+        return False
+    best0 = _nll_dim0(zd, yn, b0)[0]
+    return _nll_dim0(zd, yn, 1.0 / v)[0] - best0 <= 1e-5 * max(1.0, abs(best0))
+
+
 def judge_temperature(data, seed):
     cases = _t_cases(seed)
     results = data["cases"]
-    values = []
+    values, problems = [], []
     for (label, z, y), got in zip(cases, results, strict=True):
         res = got["result"]
         if isinstance(res, Raised):
             _raised(res, f"{label} (logits of shape {tuple(z.shape)}, {str(z.dtype)[6:]})")
         values.append(_t_value(res, label))
+        problems.append(_float_type_problem(res))
     refs = []
     for (label, z, y), v in zip(cases, values):
         zd, yn = z.double().numpy(), y.numpy()
@@ -725,46 +957,70 @@ def judge_temperature(data, seed):
     ok = [math.isfinite(v) and v > 0 and _nll(zd, yn, 1.0 / v) - best <= NLL_TOL
           for v, (zd, yn, _, best) in zip(values, refs)]
     if not all(ok) and len(set(values)) == 1:
-        raise Fail(f"your T is {values[0]:.6g} for every case, although the cases need very "
-                   "different temperatures: your T does not depend on the data. Is the quantity "
-                   "you optimise one that T does not change? Dividing the logits by T > 0 keeps "
-                   "the argmax, so accuracy is the same for every T; the NLL is not.")
-    for (label, z, y), v, (zd, yn, b, best), good, got in zip(cases, values, refs, ok, results):
+        with _also_float_note(problems[0]):
+            if math.isfinite(values[0]) and (0 < values[0] < 0.02 or values[0] > 50):
+                raise Fail(f"your T is {values[0]:.6g} for every case, " + _NO_MINIMUM)
+            raise Fail(f"your T is {values[0]:.6g} for every case, although the cases need very "
+                       "different temperatures: your T does not depend on the data. Is the "
+                       "quantity you optimise one that T does not change? Dividing the logits by "
+                       "T > 0 keeps the argmax, so accuracy is the same for every T; the NLL is "
+                       "not.")
+    for (label, z, y), v, (zd, yn, b, best), good, got, problem in zip(
+            cases, values, refs, ok, results, problems):
         if good:
-            if got["input_changed"]:
+            if problem:
+                raise Fail(f"{label}: " + _python_float_hint("T", problem, right=True))
+            if input_changed(got.get("after"), z, y):
                 raise Fail(f"{label}: your function changed its inputs (logits or y) in place; "
                            "work on copies.")
             continue
-        large = "hundreds" in label
-        if not math.isfinite(v):
-            if large:
-                raise Fail(f"{label}: got T = {v}. " + _T_OVERFLOW)
-            raise Fail(f"{label}: got T = {v}; return a finite positive number.")
-        if v <= 0:
-            if v > -50 and _nll(zd, yn, math.exp(-v)) - best <= NLL_TOL:   # v is log T
-                raise Fail(f"{label}: got {v:.6g}: this is log T. You optimised log T (a good "
-                           "idea: it keeps T positive) but returned it instead of T itself.")
-            raise Fail(f"{label}: got T = {v:.6g}, but a temperature must be > 0 (a negative T "
-                       "turns the softmax's ranking around). Keep T positive, for instance by "
-                       "optimising log T, or search over an interval of positive values.")
-        nll_v = _nll(zd, yn, 1.0 / v)
-        if _nll(zd, yn, v) - best <= NLL_TOL:
-            raise Fail(f"{label}: got T = {v:.6g}, the *inverse* of the best temperature. The "
-                       "logits are divided by T: did you multiply them by T while fitting, or "
-                       "return 1/T?")
-        if v < 50 and _nll(zd, yn, math.exp(-v)) - best <= NLL_TOL:
-            raise Fail(f"{label}: got {v:.6g}: this is log T. You optimised log T (a good idea: "
-                       "it keeps T positive) but returned it instead of T itself.")
-        if large and all(ok[:-1]):
-            raise Fail(f"{label}: got T = {v:.6g}, whose mean NLL {nll_v:.7g} is above the best "
-                       f"reachable {best:.7g}, while the other cases were right. {_T_OVERFLOW}")
-        direction = "a larger" if _dnll(zd, yn, 1.0 / v) > 0 else "a smaller"
-        raise Fail(f"{label}: got T = {v:.6g}, whose mean NLL {nll_v:.7g} is {nll_v - best:.2g} "
-                   f"above the best reachable {best:.7g} (the check allows {NLL_TOL:g}); {direction} "
-                   "T lowers it. Did your search stop too early (more steps, a tighter "
-                   "tolerance), or does its interval exclude the optimum?")
+        with _also_float_note(problem):
+            _t_wrong(label, v, zd, yn, best, ok)
     return None
 
+
+def _t_wrong(label, v, zd, yn, best, ok):
+    """Fail with the diagnosis of a wrong temperature ``v`` on one case."""
+    large = "hundreds" in label
+    if not math.isfinite(v):
+        if large:
+            raise Fail(f"{label}: got T = {v}. " + _T_OVERFLOW)
+        raise Fail(f"{label}: got T = {v}; return a finite positive number.")
+    if v <= 0:
+        if v > -50 and _nll(zd, yn, math.exp(-v)) - best <= NLL_TOL:   # v is log T
+            raise Fail(f"{label}: got {v:.6g}: this is log T. You optimised log T (a good "
+                       "idea: it keeps T positive) but returned it instead of T itself.")
+        raise Fail(f"{label}: got T = {v:.6g}, but a temperature must be > 0 (a negative T "
+                   "turns the softmax's ranking around). Keep T positive, for instance by "
+                   "optimising log T, or search over an interval of positive values.")
+    nll_v = _nll(zd, yn, 1.0 / v)
+    if _nll(zd, yn, v) - best <= NLL_TOL:
+        raise Fail(f"{label}: got T = {v:.6g}, the *inverse* of the best temperature. The "
+                   "logits are divided by T: did you multiply them by T while fitting, or "
+                   "return 1/T?")
+    if v < 50 and _nll(zd, yn, math.exp(-v)) - best <= NLL_TOL:
+        raise Fail(f"{label}: got {v:.6g}: this is log T. You optimised log T (a good idea: "
+                   "it keeps T positive) but returned it instead of T itself.")
+    if _is_dim0_fit(zd, yn, v):
+        raise Fail(f"{label}: got T = {v:.6g}, the best temperature for a softmax over the "
+                   "wrong dim: your probabilities are normalised over the samples (dim 0), not "
+                   "over the K classes of each sample (dim=1, or dim=-1).")
+    if v < 0.02 or v > 50:
+        raise Fail(f"{label}: got T = {v:.6g}, " + _NO_MINIMUM)
+    if large and all(ok[:-1]):
+        raise Fail(f"{label}: got T = {v:.6g}, whose mean NLL {nll_v:.7g} is above the best "
+                   f"reachable {best:.7g}, while the other cases were right. {_T_OVERFLOW}")
+    direction = "a larger" if _dnll(zd, yn, 1.0 / v) > 0 else "a smaller"
+    raise Fail(f"{label}: got T = {v:.6g}, whose mean NLL {nll_v:.7g} is {nll_v - best:.2g} "
+               f"above the best reachable {best:.7g} (the check allows {NLL_TOL:g}); {direction} "
+               "T lowers it. Did your search stop too early (more steps, a tighter "
+               "tolerance), or does its interval exclude the optimum?")
+
+
+_NO_MINIMUM = ("far outside the range where every case's best T lies ([0.05, 20]): the loss "
+               "you minimised has no minimum in between, and your search ran to its edge. A "
+               "common cause: F.nll_loss on the scaled logits without log_softmax (nll_loss "
+               "expects log-probabilities; on raw logits it keeps falling as T goes to 0).")
 
 _T_OVERFLOW = ("Here the NLL of the confidently wrong sample is huge: log(softmax(z / T)) "
                "underflows to log(0) = -inf and the NLL becomes inf, which misleads the search. "
