@@ -741,6 +741,10 @@ def _none_extras(kw, nbt_before, counter_restart=None):
 
 def _check_module_output(label, got, ref_y, x, g, b, rm, rv, training, eps, eval_factors=()):
     if isinstance(got, Raised):
+        if "momentum=None" in label and "NoneType" in str(got):
+            raise Raised(f"{got}, on {label} ({_about(x)}). With momentum=None there is no "
+                         "momentum number to use: it asks for a cumulative average, whose "
+                         "factor for the new batch comes from num_batches_tracked.")
         raise _raised(got, label, _about(x))
     y = _expect_tensor(got, f"{label}: the module's output", ref_y)
     if y.shape != x.shape:
