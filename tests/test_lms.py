@@ -145,6 +145,19 @@ def test_roster_columns(roster, tmp_path):
     p.write_text("login,student_id\nbchen,1002\n", encoding="utf-8")  # logins only
     r = read_roster(p)
     assert dict(r) == {"bchen": "1002"} and r.entries[0].login == "bchen"
+    p.write_text("learner;student_id\nJosé Núñez;77\n", encoding="utf-8")   # Excel's ;
+    assert dict(read_roster(p)) == {"José Núñez": "77"}
+    # a Canvas gradebook export: "Student" is "Last, First", "ID" Canvas's user id (the one in
+    # its download names), a "Points Possible" row under the header
+    p.write_text('Student,ID,SIS User ID,SIS Login ID,Section,Homework 7\n'
+                 '    Points Possible,,,,,3\n'
+                 '"Smith, Jane",5553,S-77,jsmith,Sec 1,\n', encoding="utf-8")
+    r = read_roster(p)
+    assert dict(r) == {"Smith, Jane": "5553"} and r.entries[0].login == "jsmith"
+    sub = tmp_path / "canvas"
+    for name in ("smithjane_5553_90003_07_early_stopping.ipynb", "janesmith_1_90003_07_x.ipynb",
+                 "jsmith_9_90003_07_x.ipynb"):
+        assert match(r, who_of(str(sub), sub / name)).entry is r.entries[0], name
 
 
 @pytest.mark.parametrize("rel, learner", [

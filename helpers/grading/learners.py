@@ -175,10 +175,18 @@ _EMAIL_COLS = ("email", "e-mail", "email address")
 
 def read_roster(path: Path) -> Roster:
     """The roster from a CSV file: columns ``learner`` and ``student_id`` (also spelt ``name``,
-    ``id``, ``sis_id``...), optional ``login`` (or ``username``) and ``email``; a file with no
-    known header: the first two columns are learner and id. Raises ValueError with a reason."""
+    ``student``, ``id``, ``sis_id``...), optional ``login`` (or ``username``, ``sis login id``)
+    and ``email``; a file with no known header: the first two columns are learner and id.
+    Commas, semicolons or tabs; a Canvas gradebook export works as it is. Raises ValueError
+    with a reason."""
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+        sample = f.read(8192)
+        f.seek(0)
+        try:  # a spreadsheet saved with ; or tabs (Excel in many locales) reads the same
+            dialect = csv.Sniffer().sniff(sample.splitlines()[0] if sample else "", delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        rows = [r for r in csv.reader(f, dialect) if any(c.strip() for c in r)]
     if not rows:
         raise ValueError(f"{path}: the roster is empty")
     head = [c.strip().lower() for c in rows[0]]
@@ -204,7 +212,9 @@ def read_roster(path: Path) -> Roster:
     def get(r, i):
         return r[i].strip() if i is not None and len(r) > i else ""
 
-    entries = [Entry(get(r, ni), get(r, ii), get(r, li), get(r, ei)) for r in rows if get(r, ni)]
+    # a Canvas gradebook export has a "Points Possible" row under its header: not a learner
+    entries = [Entry(get(r, ni), get(r, ii), get(r, li), get(r, ei)) for r in rows
+               if get(r, ni) and not get(r, ni).lower().startswith("points possible")]
     if not entries:
         raise ValueError(f"{path}: the roster lists no learner")
     return Roster(entries)
