@@ -68,7 +68,8 @@ def gradebook_message(r: Result, row) -> str:
     another learner handed in the same bytes (not in the learner's feedback file)."""
     if not r.same_as:
         return row.message
-    flag = "same file as " + ", ".join(r.same_as)
+    shown = r.same_as[:3] + ([f"{len(r.same_as) - 3} more"] if len(r.same_as) > 3 else [])
+    flag = "same file as " + ", ".join(shown)
     return f"{row.message} [{flag}]" if row.message else flag
 
 
