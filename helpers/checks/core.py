@@ -184,7 +184,8 @@ class Exercise:
             return Verdict(self.id, "error", f"your code calls your answer to {m.group(1)}, "
                            f"which is still the stub: answer {m.group(1)} first, run its cell, "
                            "then this check.")
-        return Verdict(self.id, "error", f"your code raised {text}" + _raised_hint(text))
+        hint = "" if "Likely cause:" in text else _raised_hint(text)
+        return Verdict(self.id, "error", f"your code raised {text}" + hint)
 
     def library_message(self, used: list[str]) -> str:
         names = ", ".join(sorted(set(used))[:4])
@@ -461,8 +462,8 @@ def raised_text(data: dict) -> str:
         text += f". Did you mean {', '.join('`' + str(n) + '`' for n in near[:3])}?"
     args = data.get("__args__")
     if args:
-        text += f". The check called it with: {args}"
-    return text
+        text += f". The check called it with: {args}."
+    return text + _raised_hint(str(data.get("__raised__", "")))
 
 
 REGISTRY: dict[str, Exercise] = {}
