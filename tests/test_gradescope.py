@@ -93,9 +93,16 @@ def _job_uid_pids() -> list[int]:
 
 
 def _tree_memory(pid: int) -> tuple[int, int]:
-    """``(PSS, RSS)`` summed over ``pid``, its descendants and every process of a job uid
-    (PSS counts a page shared by several processes once, split between them)."""
-    pids = {pid, *sandbox._descendants(pid), *_job_uid_pids()}
+    """``(PSS, RSS)`` summed over ``pid``, its descendants and every process of the job uids
+    of a grader among them (a daemon that left the tree; not other graders' kernels). PSS
+    counts a page shared by several processes once, split between them."""
+    tree = {pid, *sandbox._descendants(pid)}
+    bases = {3_000_000 + (d % 100_000) * 64 for d in tree}  # sandbox._base_uid() of each
+    pids = set(tree)
+    for d in _job_uid_pids():
+        got = sandbox._proc_uids(str(d))
+        if got and any(b <= u < b + 64 for u in got[1] for b in bases):
+            pids.add(d)
     pss = rss = 0
     for p in pids:
         try:
@@ -159,7 +166,8 @@ def _validate(res: dict) -> None:
         assert t["output"].strip()
     assert res["score"] == sum(t["score"] for t in res["tests"])
     assert res["score"] <= sum(t["max_score"] for t in res["tests"])
-    assert "seed" not in json.dumps(res["tests"]) + res["output"] + json.dumps(res["extra_data"])
+    assert "seed" not in json.dumps(res["extra_data"])
+    assert "case seed" not in json.dumps(res["tests"]) + res["output"]  # the digits: see _seed
     assert gradescope.check_results(res) == []
 
 

@@ -272,32 +272,22 @@ def uid_processes(uid: int) -> list[int]:
 
 def kill_uid(uid: int, deadline_s: float = 20.0) -> bool:
     """SIGKILL every process of ``uid`` (``setsid`` daemons and double forks included) and
-    return True once none is left. First a child that becomes ``uid`` calls ``kill(-1,
-    SIGKILL)`` (the kernel signals every process of the uid at once, so a fork loop cannot
-    outrun it); then ``/proc`` is scanned and what is left is killed, until a scan finds none."""
+    return True once none is left. First a shell that becomes ``uid`` runs ``kill -9 -1`` (the
+    kernel signals every process of the uid at once, so a fork loop cannot outrun it); then ``/proc`` is scanned and what is left is killed, until a scan finds none."""
     if os.name == "nt" or os.geteuid() != 0:
         return True
     end = time.monotonic() + deadline_s
     rounds = 0
     while True:
         if rounds < 3:
+            # a shell that becomes the uid (in subprocess's child, fork-safe in this threaded
+            # process) and signals every process of the uid but itself
             try:
-                pid = os.fork()
-            except OSError:
-                pid = -1
-            if pid == 0:  # the child: become the uid, signal all of its processes, leave
-                try:
-                    os.setgroups([])
-                    os.setresgid(uid, uid, uid)
-                    os.setresuid(uid, uid, uid)
-                    os.kill(-1, signal.SIGKILL)
-                finally:
-                    os._exit(0)
-            if pid > 0:
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+                subprocess.run(["sh", "-c", "kill -9 -1"], user=uid, group=uid, extra_groups=[],
+                               cwd="/", env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+            except (OSError, subprocess.SubprocessError, ValueError):
+                pass
         left = uid_processes(uid)
         if not left:
             return True
