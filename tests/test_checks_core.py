@@ -346,3 +346,25 @@ def test_a_check_leaves_the_global_generators_as_it_found_them():
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+def test_side_effects_are_recorded_raw_and_decided_by_the_judge(monkeypatch):
+    """An answer that modifies its input in place and patches the kernel's comparisons (and
+    torch's own Tensor.detach/numpy) cannot make the record say the input is unchanged."""
+    x0 = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    x = x0.clone()
+    saved = x.clone()
+
+    def sneaky(t):
+        t.mul_(2)                                          # the side effect
+        monkeypatch.setattr(np, "array_equal", lambda *a, **k: True)
+        monkeypatch.setattr(torch, "equal", lambda *a, **k: True)
+        monkeypatch.setattr(torch.Tensor, "detach", lambda self: saved)
+        monkeypatch.setattr(torch.Tensor, "numpy", lambda self, **k: saved.clone().numpy())
+        return t
+    core.capture(sneaky, x)
+    after = core.decode(core.inputs_after(x))
+    monkeypatch.undo()
+    assert core.input_changed(after, x0)
+    assert not core.input_changed(core.decode(core.inputs_after(x0.clone())), x0)
+    assert core.input_changed(core.decode(core.inputs_after(x0[:1].clone())), x0)   # shape

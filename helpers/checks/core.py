@@ -1028,19 +1028,37 @@ def learner_frame(e: BaseException) -> str:
     return ""
 
 
+def _bound_torch():
+    """torch's tensor methods as they are when the checks are imported (before any learner code
+    runs): what :func:`encode` reads a tensor with, so a learner who patches ``Tensor.detach``
+    or ``Tensor.numpy`` in the kernel cannot change what the record says."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    T = torch.Tensor
+    return {"Tensor": T, "detach": T.detach, "cpu": T.cpu, "numpy": T.numpy, "float": T.float,
+            "clone": T.clone, "bfloat16": torch.bfloat16, "requires_grad": T.requires_grad}
+
+
+_TORCH = _bound_torch()
+_NP_ARRAY = np.array
+
+
 def encode(obj: Any, depth: int = 0) -> Any:
     """Plain JSON data for tensors, arrays, numbers, strings, lists, tuples and dicts."""
     if depth > 8:
         return {"__repr__": "nested too deep"}
-    try:
-        import torch
-        if isinstance(obj, torch.Tensor):
-            t = obj.detach().cpu()
-            return _enc_array(t.numpy() if t.dtype != torch.bfloat16 else t.float().numpy(),
-                              "torch", str(t.dtype).removeprefix("torch."),
-                              requires_grad=bool(obj.requires_grad))
-    except Exception:  # noqa: BLE001
-        pass
+    B = _TORCH
+    if B is not None and isinstance(obj, B["Tensor"]):
+        try:
+            t = B["cpu"](B["clone"](B["detach"](obj)))
+            if t.dtype == B["bfloat16"]:
+                t = B["float"](t)
+            return _enc_array(B["numpy"](t), "torch", str(obj.dtype).removeprefix("torch."),
+                              requires_grad=bool(B["requires_grad"].__get__(obj)))
+        except Exception:  # noqa: BLE001
+            return {"__repr__": "an unreadable tensor"}
     if isinstance(obj, np.ndarray):
         return _enc_array(obj, "numpy", str(obj.dtype))
     if isinstance(obj, np.generic):
@@ -1060,7 +1078,7 @@ def encode(obj: Any, depth: int = 0) -> Any:
 def _enc_array(a: np.ndarray, kind: str, dtype: str, requires_grad: bool = False) -> dict:
     if a.dtype == object or a.dtype.kind in "USV":
         return {"__repr__": f"array of {a.dtype}"}
-    a = np.array(a, order="C", copy=True)      # keeps 0-d arrays 0-d
+    a = _NP_ARRAY(a, order="C", copy=True)     # keeps 0-d arrays 0-d
     store = a.astype(np.float64) if a.dtype.kind in "fc" and a.dtype != np.float64 else a
     if store.dtype.kind == "c":
         return {"__repr__": "complex array"}
