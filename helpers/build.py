@@ -109,8 +109,9 @@ def validate(nb, name: str) -> dict:
     return answers
 
 
-#: Environment of the kernel that ``--execute`` starts: saved outputs get no progress bars.
-KERNEL_ENV = {"TQDM_DISABLE": "1"}
+#: Environment of the kernel that ``--execute`` starts: saved outputs get no progress bars and
+#: no personal prediction record (helpers.predict).
+KERNEL_ENV = {"TQDM_DISABLE": "1", "COURSE_PREDICTIONS": "off"}
 #: Run in that kernel before the notebook: tqdm's notebook bar (what ``tqdm.auto`` gives in a
 #: kernel) sets ``disable=False`` itself and ignores TQDM_DISABLE; make it default to off too.
 KERNEL_STARTUP = ("import functools as _ft, tqdm.notebook as _tn; _tn.tqdm_notebook.__init__ = "
