@@ -1,7 +1,10 @@
 """Lesson 01 checks at several case seeds: correct answers written in different ways pass
-(float32 ones included), common mistakes fail with a hint that names them, no hint contains
-the reference expression, and an answer hard-coding the published outputs fails at another
-seed. Also lesson 01's PolynomialExplorer driven through its controls (moved here from
+(float32 ones included), common mistakes fail with a hint that names them, every requirement
+the exercise texts state has an answer breaking it that fails with its hint (``REQUIREMENTS``),
+the library shortcuts of DESIGN.md's table are refused, no hint contains the reference
+expression, and an answer hard-coding the published outputs fails at another seed. No
+exercise of lesson 01 is random, so no verdict here is statistical: every check is exact up to
+a float tolerance. Also lesson 01's PolynomialExplorer driven through its controls (moved here from
 test_widgets.py)."""
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ verdict, assert_fails = LOG.verdict, LOG.assert_fails
 REFERENCE = {
     "ex1.1": ["[:, None] ** np.arange", "np.vander(x, degree + 1", "increasing=True"],
     "ex1.2": ["np.linalg.lstsq(V, y", "lstsq(polynomial_features"],
-    "ex1.3": ["np.mean((y_true - y_pred) ** 2)", "np.mean((a - b) ** 2)"],
+    "ex1.3": ["var(axis=0, ddof=1)", "var(0, ddof=1)", "variance / R", "var / R", "s2 / R",
+              "mean(axis=0) - f_true", "mean(0) - f_true"],
     "ex1.4": ["idx[i::k]", "[i::k]", "np.argmin(cv"],
 }
 
@@ -46,10 +50,6 @@ def pf_loop(x, degree):
     return out
 
 
-def pf_vander(x, degree):
-    return np.vander(x, degree + 1, increasing=True)
-
-
 def pf_torch(x, degree):
     return torch.tensor(x)[:, None] ** torch.arange(degree + 1)
 
@@ -59,7 +59,7 @@ def pf_float32(x, degree):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("fn", [pf_reference, pf_loop, pf_vander, pf_torch, pf_float32])
+@pytest.mark.parametrize("fn", [pf_reference, pf_loop, pf_torch, pf_float32])
 def test_ex11_correct(fn, seed):
     assert verdict("ex1.1", fn, seed).passed
 
@@ -68,7 +68,7 @@ def test_ex11_correct(fn, seed):
 @pytest.mark.parametrize("fn,hint", [
     (lambda x, d: np.stack([x ** j for j in range(1, d + 1)], 1) if d else np.ones((len(x), 0)),
      "constant column"),
-    (lambda x, d: np.vander(x, d + 1), "reverse order"),
+    (lambda x, d: pf_reference(x, d)[:, ::-1], "reverse order"),
     (lambda x, d: np.stack([x ** j for j in range(d + 2)], 1), "no further"),
     (lambda x, d: pf_reference(x, d).T, "transpose"),
     (lambda x, d: np.stack([x * j for j in range(d + 1)], 1), "wrong values"),
@@ -85,13 +85,39 @@ def test_ex11_modifying_input_fails():
     assert_fails("ex1.1", mutating, "changed its input", 1)
 
 
+def pf_vander(x, degree):
+    return np.vander(x, degree + 1, increasing=True)
+
+
+def pf_polyvander(x, degree):
+    from numpy.polynomial import polynomial as P
+    return P.polyvander(x, degree)
+
+
+def pf_sklearn(x, degree):
+    from sklearn.preprocessing import PolynomialFeatures
+    return PolynomialFeatures(degree).fit_transform(x[:, None])
+
+
+def pf_vander_by_string(x, degree):
+    return getattr(np, "van" + "der")(x, degree + 1, increasing=True)
+
+
+@pytest.mark.parametrize("fn,name", [(pf_vander, "numpy.vander"),
+                                     (pf_vander_by_string, "numpy.vander"),
+                                     (pf_polyvander, "polyvander"),
+                                     (pf_sklearn, "PolynomialFeatures")])
+def test_ex11_library_shortcuts_are_refused(fn, name):
+    """DESIGN.md's shortcut table: np.vander (the former ex1.1 'correct' answer), polyvander
+    and scikit-learn's PolynomialFeatures compute the whole answer; they fail, naming the call."""
+    for seed in (0, 7):
+        assert_fails("ex1.1", fn, name, seed)
+        assert_fails("ex1.1", fn, "library code this exercise asks you to write yourself", seed)
+
+
 # ---------------------------------------------------------------- ex1.2
 def fit_lstsq(x, y, d):
     return np.linalg.lstsq(pf_reference(x, d), y, rcond=None)[0]
-
-
-def fit_polyfit(x, y, d):
-    return np.polyfit(x, y, d)[::-1]
 
 
 def fit_normal_equations(x, y, d):
@@ -110,14 +136,14 @@ def fit_float32(x, y, d):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("fn", [fit_lstsq, fit_polyfit, fit_normal_equations, fit_torch, fit_float32])
+@pytest.mark.parametrize("fn", [fit_lstsq, fit_normal_equations, fit_torch, fit_float32])
 def test_ex12_correct(fn, seed):
     assert verdict("ex1.2", fn, seed).passed
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
-    (lambda x, y, d: np.polyfit(x, y, d), "reverse order"),
+    (lambda x, y, d: fit_lstsq(x, y, d)[::-1], "reverse order"),
     (lambda x, y, d: fit_lstsq(x, y, d - 1) if d > 0 else fit_lstsq(x, y, 0)[:0], "coefficient is missing"),
     (lambda x, y, d: fit_lstsq(x, y, d) * 1.01, "not the least-squares"),
 ])
@@ -125,32 +151,305 @@ def test_ex12_mistakes(fn, hint, seed):
     assert_fails("ex1.2", fn, hint, seed)
 
 
+def fit_polyfit(x, y, d):
+    return np.polyfit(x, y, d)[::-1]
+
+
+def fit_np_polynomial(x, y, d):
+    from numpy.polynomial import polynomial as P
+    return P.polyfit(x, y, d)
+
+
+def fit_polynomial_class(x, y, d):
+    from numpy.polynomial import Polynomial
+    return Polynomial.fit(x, y, d).convert().coef
+
+
+def fit_sklearn(x, y, d):
+    from sklearn.linear_model import LinearRegression
+    m = LinearRegression(fit_intercept=False).fit(pf_reference(x, d), y)
+    return m.coef_
+
+
+@pytest.mark.parametrize("fn,name", [(fit_polyfit, "numpy.polyfit"),
+                                     (fit_np_polynomial, "polyfit"),
+                                     (fit_polynomial_class, "Polynomial.fit"),
+                                     (fit_sklearn, "LinearRegression")])
+def test_ex12_library_shortcuts_are_refused(fn, name):
+    for seed in (0, 7):
+        assert_fails("ex1.2", fn, name, seed)
+
+
+def test_ex12_modifying_input_fails():
+    def centring(x, y, d):
+        y -= y.mean()
+        return fit_lstsq(x, y, d)
+    assert_fails("ex1.2", centring, "changed its inputs", 1)
+
+
 # ---------------------------------------------------------------- ex1.3
-MSE_CORRECT = [
-    lambda a, b: float(np.mean((a - b) ** 2)),
-    lambda a, b: sum((p - q) ** 2 for p, q in zip(a, b)) / len(a),
-    lambda a, b: torch.nn.functional.mse_loss(torch.tensor(b), torch.tensor(a)).item(),
-    lambda a, b: np.square(np.subtract(b, a)).mean(),  # NumPy scalar, arguments swapped: still fine
-    lambda a, b: ((torch.tensor(a, dtype=torch.float32) - torch.tensor(b, dtype=torch.float32)) ** 2).mean(),
+def bv_reference(preds, f_true):
+    R = preds.shape[0]
+    variance = preds.var(axis=0, ddof=1).mean()
+    return float(np.mean((preds.mean(axis=0) - f_true) ** 2) - variance / R), float(variance)
+
+
+def bv_loops(preds, f_true):
+    """Plain Python loops over points and fits."""
+    R, n = len(preds), len(preds[0])
+    b_sum = v_sum = 0.0
+    for i in range(n):
+        column = [preds[r][i] for r in range(R)]
+        avg = sum(column) / R
+        s2 = sum((c - avg) ** 2 for c in column) / (R - 1)
+        v_sum += s2
+        b_sum += (avg - f_true[i]) ** 2 - s2 / R
+    return float(b_sum / n), float(v_sum / n)
+
+
+def bv_torch64(preds, f_true):
+    P, f = torch.from_numpy(preds), torch.from_numpy(f_true)     # shares memory: read only
+    s2 = P.var(dim=0, unbiased=True)
+    return (((P.mean(0) - f) ** 2 - s2 / P.shape[0]).mean().item(), s2.mean().item())
+
+
+def bv_torch32(preds, f_true):
+    P = torch.tensor(preds, dtype=torch.float32)
+    f = torch.tensor(f_true, dtype=torch.float32)
+    R = P.shape[0]
+    s2 = ((P - P.mean(0)) ** 2).sum(0) / (R - 1)
+    return ((P.mean(0) - f).pow(2).mean() - s2.mean() / R).item(), s2.mean().item()
+
+
+def bv_numpy_scalars(preds, f_true):
+    """np.float64 results (not cast to float), ddof=0 variance rescaled, correction per point."""
+    R = preds.shape[0]
+    s2 = np.var(preds, axis=0) * R / (R - 1)
+    return np.mean(np.square(np.mean(preds, 0) - f_true) - s2 / R), np.mean(s2)
+
+
+def bv_statistics(preds, f_true):
+    """The standard library's statistics module, column by column."""
+    import statistics
+    cols = list(zip(*preds.tolist()))
+    s2 = [statistics.variance(c) for c in cols]
+    R = len(preds)
+    raw = [(statistics.fmean(c) - t) ** 2 for c, t in zip(cols, f_true.tolist())]
+    v = statistics.fmean(s2)
+    return statistics.fmean(raw) - v / R, v
+
+
+BV_CORRECT = [bv_reference, bv_loops, bv_torch64, bv_torch32, bv_numpy_scalars, bv_statistics]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", BV_CORRECT)
+def test_ex13_correct(fn, seed):
+    v = verdict("ex1.3", fn, seed)
+    assert v.passed, v.text()
+
+
+def _bv_parts(preds, f_true):
+    R, n = preds.shape
+    m = preds.mean(axis=0)
+    return R, n, m, preds.var(axis=0, ddof=1), preds.var(axis=0), (m - f_true) ** 2
+
+
+def bv_no_correction(preds, f_true):
+    *_, s2, _, raw = _bv_parts(preds, f_true)
+    return float(raw.mean()), float(s2.mean())
+
+
+def bv_ddof0(preds, f_true):
+    R, *_, s2_0, raw = _bv_parts(preds, f_true)
+    return float(raw.mean() - s2_0.mean() / R), float(s2_0.mean())
+
+
+def bv_ddof0_in_correction(preds, f_true):
+    R, *_, s2, s2_0, raw = _bv_parts(preds, f_true)
+    return float(raw.mean() - s2_0.mean() / R), float(s2.mean())
+
+
+def bv_clipped(preds, f_true):
+    b, v = bv_reference(preds, f_true)
+    return max(b, 0.0), v
+
+
+def bv_clipped_per_point(preds, f_true):
+    R, *_, s2, _, raw = _bv_parts(preds, f_true)
+    return float(np.maximum(raw - s2 / R, 0).mean()), float(s2.mean())
+
+
+def bv_wrong_axis(preds, f_true):
+    """Everything along axis 1 (as if preds were (n, R)): crashes when R != n."""
+    R = preds.shape[1]
+    variance = preds.var(axis=1, ddof=1).mean()
+    return float(np.mean((preds.mean(axis=1) - f_true) ** 2) - variance / R), float(variance)
+
+
+def bv_variance_across_points(preds, f_true):
+    b, _ = bv_reference(preds, f_true)
+    return b, float(preds.var(axis=1, ddof=1).mean())
+
+
+def bv_pooled(preds, f_true):
+    b, _ = bv_reference(preds, f_true)
+    return b, float(np.var(preds, ddof=1))
+
+
+def bv_std(preds, f_true):
+    R, *_, s2, _, raw = _bv_parts(preds, f_true)
+    return float(raw.mean() - s2.mean() / R), float(np.sqrt(s2).mean())
+
+
+def bv_per_point(preds, f_true):
+    R, *_, s2, _, raw = _bv_parts(preds, f_true)
+    return raw - s2 / R, s2
+
+
+def bv_0d_tensor(preds, f_true):
+    b, v = bv_reference(preds, f_true)
+    return torch.tensor(b, dtype=torch.float32), torch.tensor(v, dtype=torch.float32)
+
+
+def bv_shape1(preds, f_true):
+    b, v = bv_reference(preds, f_true)
+    return np.array([b]), np.array([v])
+
+
+def bv_float32_scalar(preds, f_true):
+    b, v = bv_reference(preds, f_true)
+    return np.float32(b), np.float32(v)
+
+
+def bv_in_place(preds, f_true):
+    R = preds.shape[0]
+    preds -= f_true                              # errors in place: the caller's array changes
+    s2 = preds.var(axis=0, ddof=1)
+    return float(np.mean(preds.mean(axis=0) ** 2) - s2.mean() / R), float(s2.mean())
+
+
+def bv_swapped(preds, f_true):
+    return bv_reference(preds, f_true)[::-1]
+
+
+def bv_plus(preds, f_true):
+    R, *_, s2, _, raw = _bv_parts(preds, f_true)
+    return float(raw.mean() + s2.mean() / R), float(s2.mean())
+
+
+def bv_over_n(preds, f_true):
+    R, n, _, s2, _, raw = _bv_parts(preds, f_true)
+    return float(raw.mean() - s2.mean() / n), float(s2.mean())
+
+
+def bv_over_r_minus_1(preds, f_true):
+    R, *_, s2, _, raw = _bv_parts(preds, f_true)
+    return float(raw.mean() - s2.mean() / (R - 1)), float(s2.mean())
+
+
+def bv_whole_variance(preds, f_true):
+    *_, s2, _, raw = _bv_parts(preds, f_true)
+    return float(raw.mean() - s2.mean()), float(s2.mean())
+
+
+def bv_mse_as_bias(preds, f_true):
+    _, v = bv_reference(preds, f_true)
+    return float(np.mean((preds - f_true) ** 2)), v
+
+
+def bv_absolute(preds, f_true):
+    R, _, m, s2, _, _ = _bv_parts(preds, f_true)
+    return float(np.mean(np.abs(m - f_true))), float(s2.mean())
+
+
+def bv_square_of_mean_error(preds, f_true):
+    R, _, m, s2, _, _ = _bv_parts(preds, f_true)
+    return float(np.mean(m - f_true) ** 2 - s2.mean() / R), float(s2.mean())
+
+
+def bv_variance_of_mean(preds, f_true):
+    b, v = bv_reference(preds, f_true)
+    return b, v / preds.shape[0]
+
+
+def bv_summed(preds, f_true):
+    b, _ = bv_reference(preds, f_true)
+    return b, float(preds.var(axis=0, ddof=1).sum())
+
+
+def bv_around_truth(preds, f_true):
+    b, _ = bv_reference(preds, f_true)
+    return b, float(np.mean((preds - f_true) ** 2))
+
+
+BV_MISTAKES = [
+    (bv_no_correction, "with no correction"),
+    (bv_ddof0, "ddof=0 variance (divided by R)"),
+    (bv_ddof0_in_correction, "correction of bias2 uses the ddof=0 variance"),
+    (bv_clipped, "clipped at 0. "),
+    (bv_clipped_per_point, "clipped at 0 point by point"),
+    (bv_variance_across_points, "across the points of each fit (axis 1)"),
+    (bv_pooled, "pools all R x n predictions"),
+    (bv_std, "standard deviation"),
+    (bv_per_point, "one value per point"),
+    (bv_0d_tensor, "`.item()`"),
+    (bv_shape1, "`.item()`"),
+    (bv_float32_scalar, "NumPy float32 scalar"),
+    (bv_in_place, "changed preds or f_true"),
+    (bv_swapped, "swapped"),
+    (bv_plus, "wrong sign"),
+    (bv_over_n, "number of points n"),
+    (bv_over_r_minus_1, "divides by R - 1"),
+    (bv_whole_variance, "whole variance of one fit"),
+    (bv_mse_as_bias, "mean squared error of the fits"),
+    (bv_absolute, "absolute distance"),
+    (bv_square_of_mean_error, "squares the error averaged over the points"),
+    (bv_variance_of_mean, "R times too small"),
+    (bv_summed, "summed over the points"),
+    (bv_around_truth, "spread of the fits around f_true"),
+    (lambda p, f: bv_reference(p, f)[0], "pair (bias2, variance)"),
+    (lambda p, f: np.array(bv_reference(p, f)), "one numpy array of two values"),
 ]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("fn", MSE_CORRECT)
-def test_ex13_correct(fn, seed):
-    assert verdict("ex1.3", fn, seed).passed
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("fn,hint", [
-    (lambda a, b: float(np.sum((a - b) ** 2)), "*sum*"),
-    (lambda a, b: float(np.sqrt(np.mean((a - b) ** 2))), "RMSE"),
-    (lambda a, b: float(np.mean(np.abs(a - b))), "absolute"),
-    (lambda a, b: float(np.mean(a - b) ** 2), "square of the mean"),
-    (lambda a, b: (a - b) ** 2, "single number"),
-])
+@pytest.mark.parametrize("fn,hint", BV_MISTAKES)
 def test_ex13_mistakes(fn, hint, seed):
     assert_fails("ex1.3", fn, hint, seed)
+
+
+def test_ex13_wrong_axis_crash_names_the_axis():
+    """Statistics along axis 1 broadcast R values against n: an error whose hint names the axis."""
+    for seed in SEEDS:
+        v = verdict("ex1.3", bv_wrong_axis, seed)
+        assert v.status == "error" and "across the fits at each point (axis 0)" in v.message, v.text()
+
+
+def test_ex13_right_up_to_dtype_is_told_so():
+    v = verdict("ex1.3", bv_0d_tensor, 3)
+    assert "its value is right" in v.message and "0-d float32 torch tensor" in v.message, v.text()
+
+
+def test_ex13_cases_cover_the_edges():
+    """R from 2 to 500 and n from 1 (DESIGN.md's settled edges); one case whose unbiased bias²
+    is negative, so that clipping at 0 is told apart; every case separates the known mistakes."""
+    from helpers.checks.lesson01 import _bv_cases, _bv_reference, _bv_separated
+
+    for seed in list(range(40)) + SEEDS:
+        cases = _bv_cases(seed)
+        shapes = [p.shape for _, p, _ in cases]
+        assert min(r for r, _ in shapes) == 2 and max(r for r, _ in shapes) == 500
+        assert min(n for _, n in shapes) == 1
+        assert any(_bv_reference(p, f)[0] < 0 for _, p, f in cases)
+        assert all(_bv_separated(p, f) for _, p, f in cases)
+
+
+def test_ex13_published_record_is_judged_with_the_grader_seed():
+    """The cases change with the seed, so a replay of seed 0's answers fails elsewhere."""
+    from helpers.checks.lesson01 import _bv_cases
+    a, b = _bv_cases(0), _bv_cases(1)
+    assert not np.allclose(a[0][1], b[0][1])
 
 
 # ---------------------------------------------------------------- ex1.4
@@ -273,6 +572,75 @@ def cv_sum_of_folds(x, y, degrees, k):
     return best, cv * k
 
 
+def cv_smallest_on_ties(x, y, degrees, k):
+    _, cv = cv_reference(x, y, degrees, k)
+    return min(d for d, e in zip(degrees, cv) if e == cv.min()), cv
+
+
+def cv_largest_on_ties(x, y, degrees, k):
+    _, cv = cv_reference(x, y, degrees, k)
+    return max(d for d, e in zip(degrees, cv) if e == cv.min()), cv
+
+
+def cv_sorted_degrees(x, y, degrees, k):
+    """Works through the degrees in ascending order and reports them in that order."""
+    return cv_reference(x, y, sorted(degrees), k)
+
+
+def cv_sorts_degrees_in_place(x, y, degrees, k):
+    degrees.sort()
+    return cv_reference(x, y, degrees, k)
+
+
+def cv_highest(x, y, degrees, k):
+    _, cv = cv_reference(x, y, degrees, k)
+    return degrees[int(np.argmax(cv))], cv
+
+
+def cv_sklearn(x, y, degrees, k):
+    """scikit-learn's cross_val_score with the interleaved folds: the right numbers, refused."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import cross_val_score
+    idx = np.arange(len(x))
+    folds = [(np.setdiff1d(idx, idx[i::k]), idx[i::k]) for i in range(k)]
+    cv = np.array([-cross_val_score(LinearRegression(fit_intercept=False), pf_reference(x, d), y,
+                                    cv=folds, scoring="neg_mean_squared_error").mean()
+                   for d in degrees])
+    return degrees[int(np.argmin(cv))], cv
+
+
+def cv_sklearn_cross_validate(x, y, degrees, k):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import cross_validate
+    idx = np.arange(len(x))
+    folds = [(np.setdiff1d(idx, idx[i::k]), idx[i::k]) for i in range(k)]
+    cv = np.array([-cross_validate(LinearRegression(fit_intercept=False), pf_reference(x, d), y,
+                                   cv=folds, scoring="neg_mean_squared_error")["test_score"].mean()
+                   for d in degrees])
+    return degrees[int(np.argmin(cv))], cv
+
+
+@pytest.mark.parametrize("fn,name", [(cv_sklearn, "sklearn.model_selection.cross_"),
+                                     (cv_sklearn_cross_validate, "cross_validate")])
+def test_ex14_library_shortcuts_are_refused(fn, name):
+    # cross_val_score runs through cross_validate; core may name either of them
+    for seed in (0, 7):
+        assert_fails("ex1.4", fn, name, seed)
+
+
+def test_ex14_ties_with_unsorted_degrees():
+    """A tie case whose degrees are not ascending tells 'the first in degrees' from 'the
+    smallest' (and from 'the largest' and 'the last')."""
+    from helpers.checks.lesson01 import _cv_cases
+    for seed in SEEDS:
+        ties = [c for c in _cv_cases(seed) if not np.any(c[2])]
+        assert any(list(c[3]) != sorted(c[3]) and c[3][0] not in (min(c[3]), max(c[3]))
+                   and c[3][-1] != min(c[3]) for c in ties)
+        assert_fails("ex1.4", cv_smallest_on_ties, "smallest tied degree", seed)
+        assert_fails("ex1.4", cv_largest_on_ties, "largest tied degree", seed)
+        assert verdict("ex1.4", cv_reference, seed).passed
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("fn,hint", [
     (cv_contiguous, "contiguous blocks"),
@@ -284,6 +652,9 @@ def cv_sum_of_folds(x, y, degrees, k):
     (cv_off_by_one, "off by one from the degree"),
     (cv_last_on_ties, "first of them"),
     (cv_sum_of_folds, "sum of the fold MSEs"),
+    (cv_sorted_degrees, "ascending order of degree"),
+    (cv_sorts_degrees_in_place, "changed the list `degrees`"),
+    (cv_highest, "*highest*"),
     (lambda x, y, degrees, k: cv_reference(x, y, degrees, k)[1], "pair (best_degree, cv_mse)"),
     (lambda x, y, degrees, k: (cv_reference(x, y, degrees, k)[0], cv_reference(x, y, degrees, k)[1][:-1]),
      "one per entry of degrees"),
@@ -309,7 +680,7 @@ def test_ex14_modifying_input_fails():
 
 # ---------------------------------------------------------------- unseen seeds, hints
 @pytest.mark.parametrize("ex,fn", [("ex1.1", pf_reference), ("ex1.2", fit_lstsq),
-                                   ("ex1.3", MSE_CORRECT[0]), ("ex1.4", cv_reference)])
+                                   ("ex1.3", bv_reference), ("ex1.4", cv_reference)])
 def test_hard_coded_published_outputs_fail_at_another_seed(ex, fn):
     answer, it = hard_coded(ex, fn)
     assert run(ex, answer, seed=PUBLISHED_SEED)[0].passed

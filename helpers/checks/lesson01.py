@@ -493,10 +493,10 @@ def _cv_cases(seed):
              x1, y1, [3, 4, 5, 0, 1, 2], 5),
             ("18 unsorted points, k = 3, degrees [2, 3, 4, 5, 6]", x2, y2, [2, 3, 4, 5, 6], 3),
             ("9 points, k = 9 (leave-one-out), degrees [0, 1, 2, 3]", x3, y3, [0, 1, 2, 3], 9),
-            ("y all zeros, k = 4, degrees [2, 3, 4, 5]: every degree fits exactly, a tie",
-             x4, np.zeros(12), [2, 3, 4, 5], 4),
             ("y all zeros, k = 4, degrees [4, 2, 5, 3] (not in ascending order): every degree "
-             "fits exactly, a tie", x5, np.zeros(12), [4, 2, 5, 3], 4)]
+             "fits exactly, a tie", x5, np.zeros(12), [4, 2, 5, 3], 4),
+            ("y all zeros, k = 4, degrees [2, 3, 4, 5]: every degree fits exactly, a tie",
+             x4, np.zeros(12), [2, 3, 4, 5], 4)]
 
 
 def probe_cv(cross_validate_degree, seed):
@@ -531,6 +531,7 @@ def _as_degree(v, label):
 
 
 def judge_cv(data, seed):
+    wrong = []                                   # cases whose best_degree is wrong
     for (label, x, y, degrees, k), got in zip(_cv_cases(seed), data, strict=True):
         res = got["result"]
         res = unwrap(res) if not isinstance(res, (list, tuple)) else res
@@ -569,45 +570,57 @@ def judge_cv(data, seed):
                  "your fits have one coefficient too many: a polynomial of degree d has d + 1 "
                  "coefficients, x**0 to x**d."),
                 (k * ref, "these are k times too large: the sum of the fold MSEs, not their mean."),
+                (ref[np.argsort(degrees, kind="stable")] if list(degrees) != sorted(degrees) else None,
+                 "these are the right numbers in ascending order of degree; cv_mse[j] belongs "
+                 "to degrees[j], in the order the list was given (it is not sorted here)."),
                 (np.sqrt(ref), "you took square roots: report mean squared errors."),
             ], **tol)
             raise Fail(f"{where}. For each degree, for each fold i: fit on the other folds, "
                        "take the MSE on fold i; then average over the k folds.")
         b = _as_degree(best, label)
-        j = int(np.argmin(ref))
-        if b == degrees[j]:
-            continue
-        fitting = _cv(x, y, degrees, k, error="fitting")
-        ties = [dj for dj, e in zip(degrees, ref) if e == ref[j]]
-        tie_hint = (f"{label}: cv_mse is right, and several degrees share the lowest value; "
-                    f"you returned {b}. On a tie the contract takes the first of them in the "
-                    "order of `degrees`")
-        if len(ties) > 1 and b in ties:
-            if b == ties[-1]:
-                raise Fail(tie_hint + " (you took the last).")
-            if b == min(ties):
-                raise Fail(tie_hint + ", which is not sorted here: you took the smallest "
-                           "tied degree.")
-            if b == max(ties):
-                raise Fail(tie_hint + ", which is not sorted here: you took the largest "
-                           "tied degree.")
-            raise Fail(tie_hint + ".")
-        if b == j and degrees[j] != j:
-            raise Fail(f"{label}: cv_mse is right, but best_degree = {b} is the position of the "
-                       "lowest value in the list, not the degree at that position.")
-        if b in (degrees[j] - 1, degrees[j] + 1):
-            raise Fail(f"{label}: cv_mse is right, but best_degree = {b} is off by one from the "
-                       "degree whose cv_mse is lowest. Read the degree from `degrees` at the "
-                       "position of the lowest value.")
-        if b == degrees[int(np.argmax(ref))]:
-            raise Fail(f"{label}: cv_mse is right, but best_degree = {b} has the *highest* "
-                       "cross-validation error: you want the lowest.")
-        if b == degrees[int(np.argmin(fitting))]:
-            raise Fail(f"{label}: cv_mse is right, but best_degree = {b} has the lowest error on "
-                       "the points the polynomials were fitted to; choose by cv_mse.")
-        raise Fail(f"{label}: cv_mse is right, but best_degree = {b} is not the degree with the "
-                   "lowest cv_mse.")
+        if b != degrees[int(np.argmin(ref))]:
+            wrong.append((label, b, list(degrees), ref, lambda x=x, y=y, d=degrees, k=k:
+                          _cv(x, y, d, k, error="fitting")))
+    if wrong:
+        raise Fail(_best_degree_hint(wrong))
     return None
+
+
+def _best_degree_hint(wrong) -> str:
+    """The hint for a wrong ``best_degree`` (cv_mse right in every case): the first diagnosis
+    that explains *every* case where it was wrong, reported on the first of them (one case
+    alone can fit two diagnoses: the degree after the best may also be the worst)."""
+    def every(test):
+        return all(test(b, d, ref, ref.argmin()) for _, b, d, ref, _ in wrong)
+
+    def ties(d, ref):
+        return [dj for dj, e in zip(d, ref) if e == ref.min()]
+
+    label, b = wrong[0][0], wrong[0][1]
+    right = f"{label}: cv_mse is right, but best_degree = {b}"
+    tie_hint = (f"{label}: cv_mse is right, and several degrees share the lowest value; you "
+                f"returned {b}. On a tie the contract takes the first of them in the order of "
+                "`degrees`")
+    if every(lambda b, d, ref, j: len(ties(d, ref)) > 1 and b in ties(d, ref)):
+        if every(lambda b, d, ref, j: b == ties(d, ref)[-1]):
+            return tie_hint + " (you took the last)."
+        if every(lambda b, d, ref, j: b == min(ties(d, ref))):
+            return tie_hint + ", which is not sorted here: you took the smallest tied degree."
+        if every(lambda b, d, ref, j: b == max(ties(d, ref))):
+            return tie_hint + ", which is not sorted here: you took the largest tied degree."
+        return tie_hint + "."
+    if every(lambda b, d, ref, j: b == j and d[j] != j):
+        return (f"{right} is the position of the lowest value in the list, not the degree at "
+                "that position.")
+    if every(lambda b, d, ref, j: b == d[int(np.argmax(ref))]):
+        return f"{right} has the *highest* cross-validation error: you want the lowest."
+    if every(lambda b, d, ref, j: b in (d[j] - 1, d[j] + 1)):
+        return (f"{right} is off by one from the degree whose cv_mse is lowest. Read the degree "
+                "from `degrees` at the position of the lowest value.")
+    if all(b == d[int(np.argmin(fit()))] for _, b, d, _, fit in wrong):
+        return (f"{right} has the lowest error on the points the polynomials were fitted to; "
+                "choose by cv_mse.")
+    return f"{right} is not the degree with the lowest cv_mse."
 
 
 exercise("ex1.4", "cross_validate_degree", probe_cv, judge_cv,
