@@ -1380,3 +1380,18 @@ def test_ex31_rate_interval_is_exact():
         # the keep-probability confusion (drop rate 1 - p) is far outside
         passes = stats.binom.cdf(round(hi * n), n, 1 - p) - stats.binom.cdf(round(lo * n) - 1, n, 1 - p)
         assert not lo <= 1 - p <= hi and passes < 1e-12, passes
+
+
+def test_ex34_wrapping_the_course_helper_is_refused():
+    """The lesson body's models.dropout_passes computes the passes: core refuses calls into
+    helpers from an answer (the shortcut rule), whatever the answer does with the result."""
+    from helpers import models
+
+    def mc_wrap(model, x, n_samples):
+        modes = {m: m.training for m in model.modules()}
+        probs = models.dropout_passes(model, x, T=n_samples)
+        for m, was in modes.items():
+            m.train(was)
+        return probs.mean(0), probs.std(0)
+    v = verdict("ex3.4", mc_wrap, 0)
+    assert v.status == "failed" and "dropout_passes" in v.message, v.text()

@@ -656,23 +656,24 @@ def judge_gaussian(data, seed):
     The statistics are judged against exact distributions, so the rates hold at every case
     seed and for any random stream the answer draws:
 
-    - a correct answer fails with probability at most 13 * ALPHA_32 + ALPHA_32 = 1.4e-8: per
-      training call (four: two calls of case a, one of b and c) the mean (z test) and the
-      variance (sum of squares about 1 over p/(1-p): chi-square, ALPHA_32 / 2 per side), the
-      row and column tests (chi-square: row or column sums of the standardised noise; the
+    - a correct answer fails with probability at most 19 * ALPHA_32 = 1.9e-8: per training
+      call (four: two calls of case a, one of b and of c) the mean (z test), the variance
+      (sum of squares about 1 over p/(1-p): chi-square, ALPHA_32 / 2 per side), and the row
+      and column tests (chi-square on the row or column means about the grand mean; the
       images' channels too), one correlation test between case a's two calls (Student's t),
       and one Kolmogorov-Smirnov test of the pooled 16928 standardised draws (Massart's DKW
       bound, exact for every n);
     - each named confusion passes with probability below 1e-12: its variance ratio to the
-      right one is p(1-p)/(p/(1-p)) = (1-p)^2 <= 0.64, p/(1-p) (std used as the variance) <= 1/3
-      or >= 1.86, ((1-p)/p)^2 (keep probability) >= 9 or <= 0.29 on the p ranges of the cases,
-      while the acceptance interval of the smallest case (2048 draws) is [0.83, 1.19]: the
-      confusion's chi-square would have to land more than 8 of its own standard deviations
-      away (tests/test_lesson03.py computes these tails exactly); mean-0 noise moves the
-      mean by 1 (over 50 standard errors); a Bernoulli mask takes 2 values and a shared or
-      per-sample noise repeats values (deterministic checks); uniform noise with the right
-      mean and variance is 0.057 from the normal distribution function, the cut is 0.025,
-      and DKW bounds its passing by 2 exp(-2 * 16928 * 0.032^2) < 1e-14.
+      right one is (1-p)^2 (variance p(1-p)) <= 0.64, p/(1-p) (the standard deviation taken
+      for the variance) <= 1/3 or >= 1.86, ((1-p)/p)^2 (keep probability) >= 9 or <= 0.29 on
+      the p ranges of the cases, while the acceptance interval of the smallest case (2048
+      draws) is [0.82, 1.20]: the confusion's scaled chi-square would have to land more than
+      8 of its own standard deviations away (tests/test_lesson03.py computes these tails
+      exactly); mean-0 noise is at least 20 standard errors from mean 1 in every case; a
+      Bernoulli mask takes 2 values and shared, per-sample or per-channel noise repeats
+      values (deterministic checks); uniform noise with the right mean and variance is 0.057
+      from the normal distribution function, the cut is 0.025, and DKW bounds its passing by
+      2 exp(-2 * 16928 * 0.032^2) < 1e-14.
     """
     pooled = []
     for (label, x, p, training, calls, _), rec in zip(_gauss_cases(seed), data, strict=True):
