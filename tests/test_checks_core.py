@@ -368,3 +368,19 @@ def test_side_effects_are_recorded_raw_and_decided_by_the_judge(monkeypatch):
     assert core.input_changed(after, x0)
     assert not core.input_changed(core.decode(core.inputs_after(x0.clone())), x0)
     assert core.input_changed(core.decode(core.inputs_after(x0[:1].clone())), x0)   # shape
+
+
+def test_mistake_ids_are_stable_across_seeds_and_learners():
+    """The class report counts mistakes by id: the same mistake at two case seeds is one id."""
+    def reversed_columns(x, degree):
+        return np.stack([x ** j for j in range(degree, -1, -1)], axis=1)
+    ids = set()
+    for seed in (0, 5, 123):
+        v = core.run("ex1.1", reversed_columns, seed=seed)[0]
+        ids.add(core.mistake_id(v.status, v.message))
+    assert len(ids) == 1 and ids.pop().startswith("hint:")
+    assert core.mistake_id("passed", "") == ""
+    assert core.mistake_id("error", "your code raised LinAlgError: Singular matrix") == "error:LinAlgError"
+    assert core.mistake_id("failed", core.helpers_message(["helpers.data.random_flip"])) == "shortcut:helpers"
+    assert core.mistake_id("failed", core.tamper_message(["a thread"])) == "shortcut:watch"
+    assert core.mistake_id("missing", core.STUB_LINE) == "missing"

@@ -101,6 +101,38 @@ class Verdict:
         return f"{self.exercise} {self.status}: {self.message}"
 
 
+def mistake_id(status: str, message: str) -> str:
+    """A stable name for the mistake a verdict reports, for counting across a class: the same
+    hint gives the same id at every case seed and for every learner. ``""`` for a pass;
+    ``missing``; ``shortcut:library``, ``shortcut:helpers``, ``shortcut:watch``;
+    ``error:<ExceptionType>`` for an exception; else ``hint:<the hint's first words>`` with the
+    case label before the first ``": "``, numbers and quoted values taken out."""
+    msg = str(message or "")
+    if status == "passed":
+        return ""
+    if status == "missing" or msg.startswith("not answered yet"):
+        return "missing"
+    if status == "timeout":
+        return "timeout"
+    if msg.startswith("your answer uses") and "cannot follow" in msg:
+        return "shortcut:watch"
+    if msg.startswith("your answer uses"):
+        return "shortcut:library"
+    if msg.startswith("your answer calls") and "helpers" in msg:
+        return "shortcut:helpers"
+    m = re.search(r"(?:raised|raised an?) ([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit))\b", msg)
+    if status == "error" or m:
+        return f"error:{m.group(1).split('.')[-1]}" if m else "error:other"
+    body = msg
+    head, sep, tail = msg.partition(": ")
+    if sep and len(head) < 160 and tail:
+        body = tail
+    body = re.sub(r"`[^`]*`|'[^']*'|\"[^\"]*\"", " ", body)
+    body = re.sub(r"[-+]?\d[\d.,eE+-]*", " ", body)
+    words = re.findall(r"[a-z]+", body.lower())[:7]
+    return "hint:" + "-".join(words) if words else "hint:other"
+
+
 STUB_LINE = ("not answered yet. Write your answer in the answer cell above, in place of its "
              "`raise NotImplementedError` line, run that cell, then this one.")
 
