@@ -85,10 +85,12 @@ def error_vs_complexity(complexity: Sequence, train_error: Sequence, test_error:
 
 
 def mean_and_spread(x: Sequence, runs: np.ndarray, label: str, ax=None):
-    """Mean over runs (rows of ``runs``) as a line and ±1 standard deviation as a band."""
+    """Mean over runs (rows of ``runs``, shape ``(R, len(x))``) as a line and ±1 sample standard
+    deviation (ddof=1, the course's one rule for spreads over seeds) as a band; one run: no band."""
     ax = _axes(ax)
     runs = np.asarray(runs, dtype=float)
-    mean, std = runs.mean(axis=0), runs.std(axis=0)
+    mean = runs.mean(axis=0)
+    std = runs.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
     line, = ax.plot(x, mean, label=f"{label} (mean of {len(runs)})")
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     return ax
