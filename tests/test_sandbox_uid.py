@@ -415,3 +415,44 @@ def test_helpers_parse_as_python_310(path):
                 f"{path}: {node.value.id}.{node.attr} needs 3.11+"
         elif isinstance(node, ast.Name):
             assert node.id not in ("ExceptionGroup", "BaseExceptionGroup"), f"{path}: {node.id}"
+
+
+# --------------------------------------------------------------------------- the write cap elsewhere
+
+TMP_WRITER = """\
+import os, uuid
+_block = b"x" * (16 * 2**20)
+_n = 0
+for _i in range(45):
+    try:
+        with open(f"/tmp/fill-{uuid.uuid4().hex}", "wb") as f:
+            f.write(_block)
+        _n += 16
+    except OSError:
+        pass
+def fit_polynomial(x, y, degree):
+    raise RuntimeError(f"wrote {_n} MiB and was not stopped")
+"""
+
+
+@pytest.mark.parametrize("level", ["auto"])
+def test_write_cap_at_the_default_level(tmp_path, level):
+    """The best level this machine has (bubblewrap here): 720 MiB into the scratch folder and
+    into the sandbox's own /tmp are both stopped at the cap, with an error row saying so."""
+    lv = sandbox.detect(level)
+    if lv in (sandbox.LEVEL_PROCESS, sandbox.LEVEL_UID):
+        pytest.skip(f"no namespaces here ({lv}); the uid-only batch covers the cap")
+    sol, ex = solution_sources("01"), learner_copy("01")
+    subs = tmp_path / "subs"
+    for who, src in (("scratch", WRITER.replace('(".", "/tmp")', '(".", ".")')), ("tmp", TMP_WRITER)):
+        (subs / who).mkdir(parents=True)
+        (subs / who / "01_overfitting.ipynb").write_bytes(dumps(fill(ex, sol, {"ex1.2": src})))
+    out = tmp_path / "out"
+    p = subprocess.run([PY, "-m", "helpers.grade", str(subs), "--out", str(out), "--jobs", "2", "-q"],
+                       capture_output=True, text=True, cwd=course.ROOT, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = _rows(out)
+    for who in ("scratch", "tmp"):
+        r = {x["exercise"]: x for x in rows if f"/{who}/" in x["submission"]}
+        assert r["ex1.2"]["status"] == "error" and "write cap" in r["ex1.2"]["message"], (who, r["ex1.2"])
+        assert r["ex1.1"]["status"] == "passed", (who, r["ex1.1"])

@@ -38,9 +38,10 @@ The levels, chosen once per grading run by :func:`detect` (the first that works)
 - ``process only``: a plain child process in a scratch folder of its own.
 
 All levels: resource limits (address space, file size, CPU time, no core files), a write cap
-(:attr:`Limits.write_bytes`: the scratch folder, plus at the uid-only level the uid's files in
-``/tmp``, ``/var/tmp`` and ``/dev/shm``, measured every :data:`WATCH_PERIOD` seconds; the
-namespace levels' ``/tmp`` and scratch folder are size-limited file systems), a
+(:attr:`Limits.write_bytes`, measured every :data:`WATCH_PERIOD` seconds: the scratch folder,
+plus at the uid-only level the uid's files in ``/tmp``, ``/var/tmp`` and ``/dev/shm``, and at
+the bubblewrap and namespaces levels their own size-limited ``/tmp``, ``/var/tmp`` and
+``/dev/shm``, seen through ``/proc/PID/root``; past it the run is killed and reported), a
 minimal environment with ``HOME`` etc. in the scratch folder and one thread, a per-cell
 timeout (nbval) and a wall-clock limit on the whole run (the process tree is killed).
 The plugin's results come back through an inherited file descriptor, never through a file
@@ -963,7 +964,8 @@ def run_notebook(nb_text: str, stage: Path, level: str, limits: Limits, uid: int
         result = RunResult()
         watch_uid = uid if level == LEVEL_UID else None
         try:
-            _wait_watching(proc, limits, scratch, watch_uid, result)
+            _wait_watching(proc, limits, scratch, watch_uid, result,
+                           ns=level not in (LEVEL_UID, LEVEL_PROCESS))
         finally:
             # whatever is left (a kernel the plugin did not stop, a daemon): kill it
             _kill_tree(proc)
@@ -991,11 +993,39 @@ def _chown_tree(folder: Path, uid: int) -> None:
             os.chown(os.path.join(dirpath, f), uid, uid)
 
 
-def _check_written(limits: Limits, scratch, uid, result: RunResult) -> bool:
+def _ns_tmp_bytes(proc) -> int:
+    """Bytes used in the fresh ``/tmp``, ``/var/tmp``, ``/dev/shm`` of a run in its own mount
+    namespace (bubblewrap, namespaces levels), seen through ``/proc/PID/root`` of a process
+    inside it: 0 when none is found."""
+    if proc is None or not sys.platform.startswith("linux"):
+        return 0
+    for pid in _descendants(proc.pid)[:4]:
+        total, seen = 0, set()
+        try:
+            if os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino:
+                continue  # not in a mount namespace of its own (yet)
+            for d in ("tmp", "var/tmp", "dev/shm"):
+                try:
+                    st = os.statvfs(f"/proc/{pid}/root/{d}")
+                    key = (st.f_blocks, st.f_fsid) if hasattr(st, "f_fsid") else d
+                except OSError:
+                    continue
+                if key in seen or st.f_blocks * st.f_frsize > 2**30:
+                    continue  # counted already, or not one of the run's small file systems
+                seen.add(key)
+                total += (st.f_blocks - st.f_bfree) * st.f_frsize
+        except OSError:
+            continue
+        return total
+    return 0
+
+
+def _check_written(limits: Limits, scratch, uid, result: RunResult, proc=None) -> bool:
     """True (and ``result.write_capped`` set) when the run wrote more than the cap allows."""
-    if scratch is None and uid is None:
+    if scratch is None and uid is None and proc is None:
         return False
-    nbytes, nfiles = written(scratch, uid)
+    nbytes, nfiles = written(scratch, uid) if (scratch is not None or uid is not None) else (0, 0)
+    nbytes += _ns_tmp_bytes(proc)
     if nbytes > limits.write_bytes or nfiles > MAX_WRITTEN_FILES:
         where = "its scratch folder and /tmp" if uid is not None else "its scratch folder"
         result.write_capped = (f"the submission wrote more than {limits.write_bytes / 2**20:g} MiB "
@@ -1005,9 +1035,10 @@ def _check_written(limits: Limits, scratch, uid, result: RunResult) -> bool:
     return False
 
 
-def _wait_watching(proc, limits: Limits, scratch, uid, result: RunResult) -> None:
+def _wait_watching(proc, limits: Limits, scratch, uid, result: RunResult, ns: bool = False) -> None:
     """Wait for ``proc`` within the run's time limit, measuring what it writes every
-    :data:`WATCH_PERIOD` seconds; past the write cap the run is killed at once."""
+    :data:`WATCH_PERIOD` seconds (``ns``: it runs in a mount namespace of its own, whose
+    ``/tmp`` file systems count too); past the write cap the run is killed at once."""
     end = time.monotonic() + limits.run_timeout
     while True:
         left = end - time.monotonic()
@@ -1019,7 +1050,7 @@ def _wait_watching(proc, limits: Limits, scratch, uid, result: RunResult) -> Non
             return
         except subprocess.TimeoutExpired:
             pass
-        if _check_written(limits, scratch, uid, result):
+        if _check_written(limits, scratch, uid, result, proc if ns else None):
             _kill_tree(proc)
             if uid is not None:
                 kill_uid(uid)
