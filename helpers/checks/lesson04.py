@@ -77,7 +77,28 @@ OTHER_NORM_OPS = (
           "native_group_norm", "native_group_norm_backward", "rms_norm", "_fused_rms_norm")
 
 NORM_OPS = BN_OPS + OTHER_NORM_OPS
-BN_FORBID = NORM_OPS          # ex4.1 and ex4.2 (your own ex4.1 batch_norm stays allowed in ex4.2)
+BN_FORBID = NORM_OPS          # ex4.1
+
+# Ex4.1's answer is called `batch_norm`, and ex4.2-ex4.4 may call it ("your own batch_norm from
+# exercise 4.1 is fine"). The grader's reading of an answer's text (core.forbidden_in_source)
+# takes a bare name loaded from another cell for the refused function of the same last name, so
+# there these three are watched while the probe runs (watch_if: the same profile hook and
+# TorchFunctionMode, any call refused) but not looked for in the text, where `batch_norm` is the
+# learner's own function.
+SAME_NAME_AS_EX41 = ("torch.nn.functional.batch_norm", "torch.batch_norm",
+                     "torch.ops.aten.batch_norm")
+
+
+def _refused(name):
+    return lambda args: name
+
+
+WATCH_SAME_NAME = tuple((d, _refused(d)) for d in SAME_NAME_AS_EX41)
+
+
+def _after_ex41(names):
+    """A forbid tuple for ex4.2-ex4.4: ``names`` without SAME_NAME_AS_EX41 (see WATCH_SAME_NAME)."""
+    return tuple(d for d in names if d not in SAME_NAME_AS_EX41)
 
 BN_HINT = ("per channel, the mean and the (biased) variance of the batch, the normalised "
            "values, then the scale and shift; the running statistics are a moving average. "
@@ -965,7 +986,8 @@ def judge_batchnorm1d(data, seed):
 
 
 exercise("ex4.2", "BatchNorm1d", probe_batchnorm1d, judge_batchnorm1d, kind="class",
-         forbid=BN_FORBID, forbid_hint=BN_HINT + " Your own batch_norm from exercise 4.1 is "
+         forbid=_after_ex41(NORM_OPS), watch_if=WATCH_SAME_NAME,
+         forbid_hint=BN_HINT + " Your own batch_norm from exercise 4.1 is "
          "fine to call.")
 
 # ------------------------------------------------------------------ ex4.3 batch_norm_backward
@@ -1163,7 +1185,7 @@ def judge_bn_backward(data, seed):
 
 
 exercise("ex4.3", "batch_norm_backward", probe_bn_backward, judge_bn_backward,
-         forbid=BWD_FORBID, forbid_hint=BWD_HINT)
+         forbid=_after_ex41(BWD_FORBID), watch_if=WATCH_SAME_NAME, forbid_hint=BWD_HINT)
 
 # ------------------------------------------------------------------ ex4.4 layer_norm
 
@@ -1252,4 +1274,4 @@ def judge_layer_norm(data, seed):
 
 
 exercise("ex4.4", "layer_norm", probe_layer_norm, judge_layer_norm,
-         forbid=LN_FORBID, forbid_hint=LN_HINT)
+         forbid=_after_ex41(LN_FORBID), watch_if=WATCH_SAME_NAME, forbid_hint=LN_HINT)
