@@ -97,6 +97,10 @@ MISTAKES_51 = [
     (lambda y, K, eps: st_reference(y, K, eps).long(), "floating dtype"),
     (lambda y, K, eps: (1 - eps) * F.one_hot(y, K) + eps / K // 1, "sums to 1 - eps"),
     (st_mutating, "changed the label tensor"),
+    (lambda y, K, eps: st_reference(y, K, eps).half(), "right up to dtype"),
+    (lambda y, K, eps: st_reference(y, K, eps).bfloat16(), "right up to dtype"),
+    (lambda y, K, eps: (1 - eps) * F.one_hot(y, K).float()
+     + eps / K * (1 - F.one_hot(y, K).float()), "without its own eps/K share"),
 ]
 
 
@@ -367,7 +371,14 @@ def ce_numpy(logits, y, eps):
     return ce_soft_targets(logits, y, eps).detach().numpy()
 
 
+def ce_true_class_short(logits, y, eps):
+    k = logits.shape[1]
+    oh = F.one_hot(y, k).to(logits.dtype)
+    return -(((1 - eps) * oh + eps / k * (1 - oh)) * F.log_softmax(logits, 1)).sum(1).mean()
+
+
 MISTAKES_52 = [
+    (ce_true_class_short, "without its own eps/K share"),
     (ce_nll_raw_logits, "raw logits"),
     (ce_raw_logits_everywhere, "raw logits"),
     (ce_uniform_raw, "raw logits"),

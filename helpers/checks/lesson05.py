@@ -276,6 +276,9 @@ def _targets_mistakes(oh, k, eps):
          "uniformly over *all* K classes, the true class included."),
         ((1 - eps) * oh, "the other classes get 0, so each row sums to 1 - eps: the uniform "
          "share of eps is missing, and it goes to every class."),
+        ((1 - eps) * oh + eps / k * (1 - oh), "the true class got 1 - eps without its own eps/K "
+         "share, so each row sums to 1 - eps/K: the uniform part eps/K goes to every class, the "
+         "true class included."),
         ((1 - eps) * oh + eps, "you added eps itself to every class, so rows sum to more than 1: "
          "eps is shared among the K classes."),
         (eps * oh + (1 - eps) / k, "eps and 1 - eps are swapped: which part, the one-hot or the "
@@ -310,6 +313,11 @@ def judge_targets(data, seed):
                            "number of classes must come from num_classes: F.one_hot(y) alone "
                            "guesses K from the largest label (pass num_classes=...).")
             raise Fail(f"{label}: got shape {a.shape}, expected (N, num_classes) = {ref.shape}.")
+        low = str(res.dtype) in ("float16", "bfloat16")
+        if low and close(a, ref, rtol=0.0, atol=1e-2 if res.dtype == "bfloat16" else 1e-3):
+            raise Fail(f"{label}: your targets are right up to dtype: they are {res.dtype}, whose "
+                       "few digits round eps/K and 1 - eps (errors of about 1e-3); return "
+                       "float32 or float64 targets.")
         if not close(a, ref, rtol=1e-6, atol=2e-7):
             row = f" Row 0: got {_fmt_row(a[0])}."
             match_mistake(label, a, [(v, h + row) for v, h in _targets_mistakes(_one_hot(yn, k), k, eps)],
@@ -410,6 +418,11 @@ def _ce_mistakes(z, y, eps):
         out.append((float(-(q_wrong * logp).sum(axis=1).mean()),
                     "you smoothed with eps/(K-1) on the other classes (e.g. [0.05, 0.9, 0.05]). "
                     "torch's label_smoothing and Szegedy et al. spread eps over all K classes, "
+                    "the true class included"))
+        q_short = (1 - eps) * oh + eps / k * (1 - oh)
+        out.append((float(-(q_short * logp).sum(axis=1).mean()),
+                    "your soft targets give the true class 1 - eps without its own eps/K share "
+                    "(each row sums to 1 - eps/K): the uniform part eps/K goes to every class, "
                     "the true class included"))
         out.append((float((1 - eps) * nll.mean()),
                     "you weighted the true class's term by 1 - eps but the eps/K part of the "
