@@ -678,6 +678,110 @@ def test_ex14_modifying_input_fails():
     assert_fails("ex1.4", sorting, "changed x or y", 1)
 
 
+# ---------------------------------------------------------------- every sentence is enforced
+REQUIREMENTS = {
+    "ex1.1": [
+        ("return the (n, degree + 1) array", lambda x, d: pf_reference(x, d)[:, 1:], "constant column"),
+        ("... up to degree inclusive, no further", lambda x, d: pf_reference(x, d + 1), "no further"),
+        ("column j is x**j", lambda x, d: pf_reference(x, d)[:, ::-1], "reverse order"),
+        ("column j is x**j (values)", lambda x, d: np.stack([x * j for j in range(d + 1)], 1),
+         "Column j must be x**j"),
+        ("one row per value of x", lambda x, d: pf_reference(x, d).T, "transpose"),
+        ("Do not modify x", lambda x, d: (x.__imul__(2.0), pf_reference(x / 2, d))[1],
+         "changed its input"),
+        ("np.vander is refused", pf_vander, "numpy.vander"),
+        ("polyvander is refused", pf_polyvander, "polyvander"),
+        ("PolynomialFeatures is refused", pf_sklearn, "PolynomialFeatures"),
+    ],
+    "ex1.2": [
+        ("shape (degree + 1,)", lambda x, y, d: fit_lstsq(x, y, d)[:-1], "coefficient is missing"),
+        ("lowest power first", lambda x, y, d: fit_lstsq(x, y, d)[::-1], "reverse order"),
+        ("minimise ||V c - y||^2", lambda x, y, d: fit_lstsq(x, y, d) * 1.01, "not the least-squares"),
+        ("Do not modify x or y", lambda x, y, d: (y.__isub__(y.mean()), fit_lstsq(x, y, d))[1],
+         "changed its inputs"),
+        ("np.polyfit is refused", fit_polyfit, "numpy.polyfit"),
+        ("np.polynomial.polynomial.polyfit is refused", fit_np_polynomial, "polyfit"),
+        ("Polynomial.fit is refused", fit_polynomial_class, "Polynomial.fit"),
+        ("LinearRegression is refused", fit_sklearn, "LinearRegression"),
+    ],
+    "ex1.3": [
+        ("row r holds the predictions of the r-th fit (statistics across the fits)",
+         bv_variance_across_points, "across the points of each fit (axis 1)"),
+        ("R >= 2 (R = 2 works: the correction divides by R)", bv_over_r_minus_1, "divides by R - 1"),
+        ("Return the pair (bias2, variance)", lambda p, f: bv_reference(p, f)[0], "pair (bias2, variance)"),
+        ("(bias2, variance) in that order", bv_swapped, "swapped"),
+        ("two Python floats: not an array", lambda p, f: np.array(bv_reference(p, f)),
+         "one numpy array of two values"),
+        ("two Python floats: not a tensor", bv_0d_tensor, "`.item()`"),
+        ("two Python floats: not a shape-(1,) array", bv_shape1, "`.item()`"),
+        ("a NumPy float64 is fine, float32 is not", bv_float32_scalar, "NumPy float32 scalar"),
+        ("variance: the sample variance of its R predictions", bv_around_truth,
+         "spread of the fits around f_true"),
+        ("variance: denominator R - 1 (ddof=1)", bv_ddof0, "ddof=0 variance (divided by R)"),
+        ("variance: a variance, not a standard deviation", bv_std, "standard deviation"),
+        ("variance: of one fit's predictions", bv_variance_of_mean, "R times too small"),
+        ("variance: averaged over the n inputs", bv_summed, "summed over the points"),
+        ("variance: one number, not one per input", bv_per_point, "one value per point"),
+        ("variance: per input, not pooled", bv_pooled, "pools all R x n predictions"),
+        ("bias2: squared difference", bv_absolute, "absolute distance"),
+        ("bias2: between the average of its R predictions and f_true", bv_mse_as_bias,
+         "mean squared error of the fits"),
+        ("bias2: at each input, then averaged", bv_square_of_mean_error,
+         "squares the error averaged over the points"),
+        ("bias2: corrected", bv_no_correction, "with no correction"),
+        ("bias2: subtract the extra term", bv_plus, "wrong sign"),
+        ("bias2: the variance of an average of R predictions (R, not n)", bv_over_n,
+         "number of points n"),
+        ("bias2: the variance of an average (not of one prediction)", bv_whole_variance,
+         "whole variance of one fit"),
+        ("bias2: unbiased (the ddof=1 variance in the correction)", bv_ddof0_in_correction,
+         "correction of bias2 uses the ddof=0 variance"),
+        ("bias2: may be negative, return it as it is (no clipping)", bv_clipped, "clipped at 0. "),
+        ("bias2: no clipping at any input", bv_clipped_per_point, "clipped at 0 point by point"),
+        ("Do not modify preds or f_true", bv_in_place, "changed preds or f_true"),
+    ],
+    "ex1.4": [
+        ("interleaved folds: fold i holds positions i, i + k, ...", cv_contiguous, "contiguous blocks"),
+        ("fit on the other folds, MSE on the held-out fold", cv_fitting_error,
+         "errors on the points each polynomial was fitted to"),
+        ("a polynomial of degree d (d + 1 coefficients)", cv_too_few_coefficients, "one coefficient too few"),
+        ("each fold counts once", cv_pooled, "weighted the folds by their size"),
+        ("the average of its k fold MSEs", cv_sum_of_folds, "sum of the fold MSEs"),
+        ("Return (best_degree, cv_mse)", lambda x, y, degrees, k: cv_reference(x, y, degrees, k)[1],
+         "pair (best_degree, cv_mse)"),
+        ("cv_mse[j] is the score of degrees[j]", cv_sorted_degrees, "ascending order of degree"),
+        ("one cv_mse value per degree", lambda x, y, degrees, k: (cv_reference(x, y, degrees, k)[0],
+                                                                  cv_reference(x, y, degrees, k)[1][:-1]),
+         "one per entry of degrees"),
+        ("best_degree: the degree (not its position)", cv_returns_index, "position of the lowest value"),
+        ("best_degree: the lowest value", cv_highest, "*highest*"),
+        ("on a tie, the first in the order of degrees (not the last)", cv_last_on_ties, "you took the last"),
+        ("on a tie, the first in the order of degrees (not the smallest)", cv_smallest_on_ties,
+         "smallest tied degree"),
+        ("Do not modify x, y", lambda x, y, degrees, k: (x.sort(), cv_reference(x, y, degrees, k))[1],
+         "changed x or y"),
+        ("Do not modify the list degrees", cv_sorts_degrees_in_place, "changed the list `degrees`"),
+        ("cross_val_score is refused", cv_sklearn, "sklearn.model_selection.cross_"),
+        ("cross_validate is refused", cv_sklearn_cross_validate, "cross_validate"),
+    ],
+}
+
+
+@pytest.mark.parametrize("ex,sentence,fn,hint", [
+    pytest.param(ex, sentence, fn, hint, id=f"{ex}: {sentence}")
+    for ex, rows in REQUIREMENTS.items() for sentence, fn, hint in rows])
+def test_every_requirement_is_enforced(ex, sentence, fn, hint):
+    """Each requirement the exercise text states: an answer breaking only it fails, at
+    several seeds, with the hint that names it."""
+    for seed in (0, 1, 12345):
+        v = verdict(ex, fn, seed)
+        assert v.status == "failed" and hint in v.message, (sentence, seed, v.text())
+
+
+def test_requirements_cover_every_exercise():
+    assert set(REQUIREMENTS) == {"ex1.1", "ex1.2", "ex1.3", "ex1.4"}
+
+
 # ---------------------------------------------------------------- unseen seeds, hints
 @pytest.mark.parametrize("ex,fn", [("ex1.1", pf_reference), ("ex1.2", fit_lstsq),
                                    ("ex1.3", bv_reference), ("ex1.4", cv_reference)])

@@ -72,6 +72,11 @@ def judge_features(data, seed):
         ref = _vander(x, d)
         a = as_array(got["result"], "polynomial_features(x, degree)")
         if a.shape == (len(x), d):
+            if d > 0 and close(a, ref[:, :-1], rtol=1e-5, atol=1e-9) and \
+                    not close(a, ref[:, 1:], rtol=1e-5, atol=1e-9):
+                raise Fail(f"{label}: got {d} columns, expected degree+1 = {d + 1}: the last "
+                           "power, x**degree, is missing. The powers run from 0 to degree "
+                           "inclusive (a range that stops before degree is one short).")
             raise Fail(f"{label}: got {d} columns, expected degree+1 = {d + 1}. Include the "
                        "constant column x**0 (all ones) as well as x**1 ... x**degree.")
         if a.shape == (len(x), d + 2):
@@ -90,6 +95,11 @@ def judge_features(data, seed):
         if a.shape[0] == a.shape[1]:
             mistakes.append((ref.T, "rows and columns are swapped: one row per sample, one "
                                     "column per power (transpose your result)."))
+        if not np.array_equal(np.trunc(x), x):
+            mistakes.append((_vander(np.trunc(x), d),
+                             "these are the powers of x cut to whole numbers: x was turned into "
+                             "an integer dtype somewhere (np.int, astype(int), an integer "
+                             "array). Keep x as floats."))
         expect_close(label, a, ref, mistakes, "Column j must be x**j for every sample.", **tol)
     return None
 
