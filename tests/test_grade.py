@@ -167,8 +167,8 @@ def test_partial_feedback_has_hint(batch):
     text = (batch["out"] / by_sub[_label(batch, "01_partial.ipynb")]).read_text()
     rows = [r for r in batch["rows"] if r["submission"] == _label(batch, "01_partial.ipynb")]
     got = sum(float(r["points"]) for r in rows)
-    assert got >= 2 and f"Score: **{got:g} / {len(rows)}**" in text  # ex1.4 may use mse
-    assert "sum* of squared errors" in text
+    assert got >= 2 and f"Score: **{got:g} / {len(rows)}**" in text
+    assert "with no correction" in text
 
 
 def test_sandbox_kept_files_intact(batch):
@@ -259,7 +259,7 @@ def test_assembly_uses_reference_cells_only():
 
     ref = load_reference("01", course.SOLUTIONS)
     sol = solution_sources("01")
-    nb = fill(learner_copy("01"), sol, {"ex1.3": "# NBVAL_SKIP\ndef mse(a, b):\n    return 0.0"})
+    nb = fill(learner_copy("01"), sol, {"ex1.3": "# NBVAL_SKIP\ndef bias_variance(preds, f_true):\n    return 0.0, 0.0"})
     for c in nb.cells:  # a learner's edited check cell and tags never enter
         if cells.role(c) == "check":
             c.source = 'print("ex1.1 passed")'
@@ -292,7 +292,7 @@ def test_answers_found_without_metadata():
     assert {a.status for a in stubs.values()} == {"missing"}
     assert all("stub" in a.message for a in stubs.values())
     # a syntax error does not hide the answer: it is found by pattern and fails when it runs
-    broken = fill(learner_copy("01"), sol, {"ex1.3": "def mse(a, b):\n    return (a - b) **"})
+    broken = fill(learner_copy("01"), sol, {"ex1.3": "def bias_variance(preds, f_true):\n    return (preds - f_true) **"})
     assert find_answers(colab(broken), ref)["ex1.3"].status == "found"
     # the answer written in a new cell below an untouched stub is found by name
     nb = learner_copy("01")

@@ -143,7 +143,8 @@ def test_judge_survives_malformed_records(record):
 
 def test_check_prints_verdict_outside_a_kernel(capsys):
     from helpers.checks import check
-    check("ex1.3", lambda a, b: float(np.mean((a - b) ** 2)))
+    check("ex1.3", lambda p, f: (float(np.mean((p.mean(0) - f) ** 2) - p.var(0, ddof=1).mean() / len(p)),
+                                 float(p.var(0, ddof=1).mean())))
     assert capsys.readouterr().out.strip() == "ex1.3 passed"
 
 

@@ -52,7 +52,7 @@ def test_same_verdict_beside_hostile_neighbours(tmp_path):
         "huge": fill(ex, sol, {second: HUGE}),
         "crash": fill(ex, sol, {first: CRASH}),
         "memory": fill(ex, sol, {second: case_defs.MEMORY_TORCH.replace(
-            "mse(y_true, y_pred)", "gaussian_dropout(x, p, training, generator=None)")}),
+            "bias_variance(preds, f_true)", "gaussian_dropout(x, p, training, generator=None)")}),
     }
     sub = tmp_path / "batch"
     sub.mkdir()

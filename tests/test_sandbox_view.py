@@ -37,7 +37,7 @@ for _top in ("/srv", "/opt", "/home", "/root", "/work", "/mnt", "/media", "/var"
             _found.append("LISTED " + _top + "/" + _name)
     except OSError:
         pass
-def mse(y_true, y_pred):
+def bias_variance(preds, f_true):
     raise RuntimeError("seen: " + (" | ".join(_found) or "nothing"))
 """
 

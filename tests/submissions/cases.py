@@ -56,8 +56,8 @@ numpy.isclose = lambda *a, **k: True
 numpy.array_equal = lambda *a, **k: True
 torch.allclose = lambda *a, **k: True
 builtins.abs = lambda x: 0
-def mse(y_true, y_pred):
-    return 123.0  # wrong on purpose"""
+def bias_variance(preds, f_true):
+    return 123.0, 0.0  # wrong on purpose"""
 
 CUSTOM_EXC = """\
 def _swallow(shell, etype, evalue, tb, tb_offset=None):
@@ -68,9 +68,9 @@ def fit_polynomial(x, y, degree):
 
 FAKE_PRINT = """\
 print("ex1.3 passed")
-def mse(y_true, y_pred):
+def bias_variance(preds, f_true):
     print("ex1.3 passed")
-    return 0.5  # wrong on purpose"""
+    return 0.5, 0.5  # wrong on purpose"""
 
 TRANSFORMER = """\
 def _rewrite(lines):
@@ -99,8 +99,13 @@ def fit_polynomial(x, y, degree):
 
 MEMORY_TORCH = """\
 import torch
-def mse(y_true, y_pred):
+def bias_variance(preds, f_true):
     return float(torch.empty(50 * 2**30, dtype=torch.float64).sum())"""
+
+NO_CORRECTION = """\
+def bias_variance(preds, f_true):
+    variance = float(preds.var(axis=0, ddof=1).mean())
+    return float(((preds.mean(axis=0) - f_true) ** 2).mean()), variance  # no correction"""
 
 NOT_INVERTED = """\
 def dropout_forward(x, p, training, generator=None):
@@ -155,16 +160,16 @@ for _p in {[str(p) for p in writes]!r}:
         _done.append("WROTE")
     except OSError as _e:
         _done.append("nowrite " + type(_e).__name__)
-def mse(y_true, y_pred):
+def bias_variance(preds, f_true):
     raise RuntimeError(" | ".join(_done))"""
 
 
-def _markers(nb, wrong_mse: str):
+def _markers(nb, wrong_answer: str):
     nb = copy.deepcopy(nb)
     for c in nb.cells:
         if role(c) == "answer":
             if c.metadata["course"]["exercise"] == "ex1.3":
-                c.source = wrong_mse
+                c.source = wrong_answer
             c.source = "# NBVAL_SKIP\n# NBVAL_RAISES_EXCEPTION\n#NBVAL_IGNORE_OUTPUT\n" + c.source
             c.metadata["tags"] = ["nbval-skip", "raises-exception"]
         if role(c) == "check":
@@ -206,8 +211,8 @@ def build(folder: Path, canaries: list[Path], writes: list[Path]) -> dict[str, C
     # ---- honest
     put("exercises/01_overfitting.ipynb", dumps(correct), Case({"*": "passed"}))
     put("notebooks/01_overfitting.ipynb", dumps(fill(whole, sol)), Case({"*": "passed"}))
-    put("01_partial.ipynb", dumps(fill(ex, sol, {"ex1.3": "def mse(y_true, y_pred):\n    return float(((y_true - y_pred) ** 2).sum())"})),
-        Case({"ex1.1": "passed", "ex1.2": "passed", "ex1.3": "failed"}, {"ex1.3": "sum"}))
+    put("01_partial.ipynb", dumps(fill(ex, sol, {"ex1.3": NO_CORRECTION})),
+        Case({"ex1.1": "passed", "ex1.2": "passed", "ex1.3": "failed"}, {"ex1.3": "no correction"}))
     put("01_stubs.ipynb", dumps(ex), Case({"*": "missing"}, {"ex1.1": "not attempted"}))
     put("01_colab.ipynb", dumps(colab(correct)), Case({"*": "passed"},
         feedback_contains=["answer found by the name"]))
@@ -248,7 +253,7 @@ def build(folder: Path, canaries: list[Path], writes: list[Path]) -> dict[str, C
              feedback_contains=["printed verdict does not match"]))
     put("01_transformer.ipynb", dumps(fill(ex, sol, {"ex1.1": sol["ex1.1"] + "\n" + TRANSFORMER})),
         Case({"*": "error"}, {"ex1.2": "no check record"}))
-    put("01_markers.ipynb", dumps(_edited_checks(_markers(fill(ex, sol), "def mse(y_true, y_pred):\n    return 0.0"))),
+    put("01_markers.ipynb", dumps(_edited_checks(_markers(fill(ex, sol), "def bias_variance(preds, f_true):\n    return 0.0, 0.0"))),
         Case({"ex1.1": "passed", "ex1.2": "passed", "ex1.3": "failed"}))
     put("01_forged.ipynb", dumps(fill(ex, sol, {"ex1.1": FORGE})),
         Case({"*": "failed"}, feedback_contains=["printed verdict does not match"]))
