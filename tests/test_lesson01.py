@@ -950,3 +950,24 @@ def test_sixty_sample_experiment_shape_and_summary():
     assert f"{r.val_acc_plain.mean():.3f} ± {sd:.3f}" in text and "of 3 seeds" in text
     again = sixty_sample_experiment(seeds=[0, 1, 2], epochs=3, n_val=50)
     np.testing.assert_array_equal(again.val_acc_dropout, r.val_acc_dropout)   # reproducible
+
+
+def test_bias_variance_experiment():
+    """helpers.experiments.bias_variance_experiment (lesson 01's section 2): one number per
+    degree, reproducible, the decomposition close to the measured test MSE, degree 1 dominated
+    by bias² and a high degree by variance; its signature is not ex1.3's (it draws its own
+    training sets), so it cannot be planted as the answer."""
+    import inspect
+
+    from helpers.experiments import bias_variance_experiment
+
+    r = bias_variance_experiment([1, 3, 7], n_sets=60, n_points=25, seed=3)
+    assert r.bias2.shape == r.variance.shape == r.measured.shape == (3,)
+    assert r.bias2[0] > r.variance[0] and r.variance[2] > r.variance[1]
+    np.testing.assert_allclose(r.predicted, r.bias2 + r.variance + 0.25 ** 2)
+    np.testing.assert_allclose(r.predicted[:2], r.measured[:2], rtol=0.15)
+    again = bias_variance_experiment([1, 3, 7], n_sets=60, n_points=25, seed=3)
+    np.testing.assert_array_equal(again.bias2, r.bias2)
+    params = inspect.signature(bias_variance_experiment).parameters
+    assert [p for p in params.values() if p.default is inspect.Parameter.empty] == [params["degrees"]]
+    assert verdict("ex1.3", lambda p, f: bias_variance_experiment(p)).status != "passed"
