@@ -384,3 +384,15 @@ def test_mistake_ids_are_stable_across_seeds_and_learners():
     assert core.mistake_id("failed", core.helpers_message(["helpers.data.random_flip"])) == "shortcut:helpers"
     assert core.mistake_id("failed", core.tamper_message(["a thread"])) == "shortcut:watch"
     assert core.mistake_id("missing", core.STUB_LINE) == "missing"
+
+
+def test_a_name_another_answer_cell_defines_is_the_learners_own():
+    """ex4.2 may call the learner's own ex4.1 batch_norm: the grader's reading must not take
+    that bare name for F.batch_norm; F.batch_norm inside that ex4.1 answer is still refused."""
+    ex = core.Exercise("ex0.8", "g", lambda a: {}, lambda d: None,
+                       forbid=("torch.nn.functional.batch_norm",))
+    mine = "def batch_norm(x, g, b):\n    m = x.mean(0)\n    return (x - m) * g + b"
+    theirs = "def batch_norm(x, g, b):\n    return F.batch_norm(x, None, None, g, b, True)"
+    call = "def g(x):\n    return batch_norm(x, 1.0, 0.0)"
+    assert ex.shortcut_in_sources(call, {"ex0.1": mine}) == ""
+    assert "batch_norm" in ex.shortcut_in_sources(call, {"ex0.1": theirs})

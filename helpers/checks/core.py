@@ -233,7 +233,14 @@ class Exercise:
         opaque = sorted({n for src in sources for n in opaque_routes(src)})
         if opaque:
             return tamper_message(opaque, static=True)
-        used = sorted({n for src in sources for n in self.forbidden_in_source(src)})
+        # a name an answer cell defines is the learner's own (ex4.2 may call its ex4.1 batch_norm)
+        own = set()
+        for src in [source, *(others or {}).values()]:
+            tree = _parse(src) if src else None
+            if tree is not None:
+                own |= _top_names(tree)[0]
+        used = sorted({n for src in sources
+                       for n in forbidden_in_source(src, self.forbid, self.source_words, own)})
         if used:
             return self.library_message(used)
         helpers_used = sorted({n for src in sources for n in helpers_in_source(src)})
@@ -265,7 +272,7 @@ def tamper_message(used: list[str], static: bool = False) -> str:
             "in the check's own thread, and leave the profiler and torch's function modes alone.")
 
 
-def forbidden_in_source(source: str, forbid=(), words=()) -> list[str]:
+def forbidden_in_source(source: str, forbid=(), words=(), own=frozenset()) -> list[str]:
     """See :meth:`Exercise.forbidden_in_source`. ``words`` adds bare attribute or keyword names."""
     targets = {}
     for dotted in forbid:
@@ -286,6 +293,7 @@ def forbidden_in_source(source: str, forbid=(), words=()) -> list[str]:
     bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arg) for a in [n]}
     bound |= {n.name for n in ast.walk(tree)
               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    bound |= set(own)
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
                 node.id in targets and node.id not in bound:
