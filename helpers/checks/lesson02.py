@@ -1,11 +1,16 @@
 """Checks for lesson 02 (weight decay): ex2.1 ridge_fit, ex2.2 l2_penalty, ex2.3 l1_penalty,
-ex2.4 l1_subgradient, ex2.5 soft_threshold, ex2.6 sgd_step, ex2.7 adamw_step and
-ex2.8 decay_param_groups.
+ex2.4 soft_threshold, ex2.5 lasso_cd, ex2.6 sgd_step, ex2.7 adamw_step and
+ex2.8 decay_param_groups (third edition: ``l1_subgradient`` is retired, ``soft_threshold``
+moved from ex2.5 to ex2.4, ``lasso_cd`` is new).
 
 Every case family is rebuilt from the case seed (``case_rng(seed, salt)``; structure, edge
-cases and exact zeros stay, values vary). Probes return only what the learner's code gave back
-(and flags: input changed, is it a differentiable tensor, the gradients a backward pass on it
-produced; for ex2.8 the groups as *names* of the model's parameters, matched by ``id()``).
+cases and exact zeros stay, values vary). Probes return only what the learner's code gave back,
+and raw data about side effects: the inputs (arrays, tensors, a model's parameters and
+``requires_grad`` flags) as they are *after* the call (``inputs_after``); the judge rebuilds
+the originals from the seed and decides whether they changed (``input_changed``), so patching
+``np.array_equal`` or ``torch.equal`` in the kernel changes nothing. Also recorded: whether a
+penalty is a tensor and the gradients a backward pass on it produced; for ex2.8 the groups as
+*names* of the model's parameters, matched by ``id()``.
 Judges compute the references themselves in float64 (``torch.optim.SGD`` / ``torch.optim.AdamW``
 for the update rules), check the dtype of returned tensors first, and name the likely mistake
 with ``match_mistake`` when an answer matches a known wrong variant; hints point at the idea,
@@ -19,8 +24,8 @@ import torch
 from torch import nn
 
 from helpers.checks.core import (Fail, Raised, Value, as_array, as_float, capture, case_rng,
-                                 changed, close, encode, exercise, expect_array, expect_close,
-                                 learner_code, match_mistake, max_err, snapshot, unwrap)
+                                 close, encode, exercise, expect_array, expect_close,
+                                 input_changed, inputs_after, learner_code, max_err, unwrap)
 
 
 def _same(a, b, rtol=1e-9, atol=1e-12) -> bool:
@@ -63,9 +68,8 @@ def probe_ridge(ridge_fit, seed):
     out = []
     for _, X, y, lam in _ridge_cases(seed):
         Xi, yi = X.copy(), y.copy()
-        keep = snapshot(Xi, yi)
         out.append({"result": capture(ridge_fit, Xi, yi, lam),
-                    "input_changed": changed(keep, Xi, yi)})
+                    "after": inputs_after(Xi, yi)})
     return out
 
 
@@ -74,12 +78,15 @@ def judge_ridge(data, seed):
         n, d = X.shape
         ref = _ridge_ref(X, y, lam)
         a = as_array(got["result"], "ridge_fit(X, y, lam)")
-        if a.size == d:
-            a = a.reshape(-1)
         if a.shape != ref.shape:
+            if a.ndim == 2 and a.size == d and d > 1 or a.shape == (1, 1):
+                raise Fail(f"{label}: got a 2-D array of shape {a.shape}; return the weights as "
+                           f"a 1-D array of shape ({d},), like y (a column vector is not asked "
+                           "for: did you solve with y as a column, or keep a column from a "
+                           "matrix product?).")
             raise Fail(f"{label}: got an array of shape {a.shape}, expected one weight per "
                        f"column of X, shape {ref.shape}. There is no intercept in this exercise.")
-        if got["input_changed"]:
+        if input_changed(got["after"], X, y):
             raise Fail(f"{label}: your function changed X or y in place; work on copies "
                        "(for example `X.T @ X` creates a new array, `A += ...` on a view of X does not).")
         res = got["result"]
@@ -93,6 +100,11 @@ def judge_ridge(data, seed):
         if not np.all(np.isfinite(a)):
             raise Fail(f"{label}: the result contains inf or nan. With more features than "
                        "samples X^T X is singular: only X^T X + lam * I (lam > 0) is invertible.")
+        if lam == 0:
+            raise Fail(f"{label}: with lam = 0 the objective is plain least squares, and X has "
+                       "full column rank here: the answer must be the ordinary least-squares "
+                       f"solution (largest difference {max_err(a, ref):.3g}). Does your code "
+                       "change lam, or add something of its own to the system?")
         if lam > 0:
             variants = [
                 (lam / 2, "you minimised ||Xw-y||^2 + (lam/2)*||w||^2: you used lam/2 where the "
@@ -127,7 +139,13 @@ def judge_ridge(data, seed):
     return None
 
 
-exercise("ex2.1", "ridge_fit", probe_ridge, judge_ridge)
+RIDGE_FORBID = ("sklearn.linear_model.Ridge", "sklearn.linear_model.RidgeCV",
+                "sklearn.linear_model.ridge_regression")
+RIDGE_HINT = ("the ridge weights solve a linear system that you can write down by setting the "
+              "gradient of the objective to zero; np.linalg.solve or lstsq may solve it.")
+
+exercise("ex2.1", "ridge_fit", probe_ridge, judge_ridge, forbid=RIDGE_FORBID,
+         forbid_hint=RIDGE_HINT)
 
 
 # ================================================================== ex2.2 / ex2.3 penalties
@@ -171,7 +189,6 @@ def _probe_penalty(fn, seed):
     out = []
     for _, which, lam in _penalty_cases():
         model = _penalty_model(which, seed)
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
         holder = {}
 
         def call(model=model, lam=lam):
@@ -179,6 +196,7 @@ def _probe_penalty(fn, seed):
             return holder["v"]
 
         rec = {"result": capture(call)}
+        params_after = inputs_after(*[p.detach() for p in model.parameters()])
         v = holder.get("v")
         rec["is_tensor"] = isinstance(v, torch.Tensor)
         rec["grads"] = None
@@ -192,8 +210,8 @@ def _probe_penalty(fn, seed):
                                 for n, p in model.named_parameters()}
             except Exception as e:  # noqa: BLE001 - recorded, judged
                 rec["backward_error"] = f"{type(e).__name__}: {e}"[:300]
-        rec["params_changed"] = any(not torch.equal(before[n], p.detach())
-                                    for n, p in model.named_parameters())
+        # the parameters as the call left them (before any backward); the judge compares
+        rec["params_after"] = params_after
         out.append(rec)
     return out
 
@@ -263,7 +281,8 @@ def _judge_penalty(data, seed, kind):
             raise Fail(f"{label}: got {v:.6g}, expected {ref:.6g}, lam times the sum of "
                        + ("squared weights" if kind == "l2" else "absolute weights")
                        + " over the parameters with p.dim() > 1.")
-        if got["params_changed"]:
+        original = [_t(w, "float32") for _, w, _ in table]
+        if input_changed(got["params_after"], *original):
             raise Fail(f"{label}: your function changed the model's parameters. A penalty "
                        "only reads them.")
         res = got["result"]
@@ -271,6 +290,10 @@ def _judge_penalty(data, seed, kind):
             raise Fail(f"{label}: the value is right but it is not a torch tensor, so autograd "
                        "cannot differentiate it. Return the tensor itself: no .item(), float() "
                        "or NumPy.")
+        if np.shape(res.value) != ():
+            raise Fail(f"{label}: the value is right but it is a tensor of shape "
+                       f"{tuple(np.shape(res.value))}; return a torch scalar (a 0-d tensor, as "
+                       ".sum() gives), so that data_loss + penalty stays a scalar loss.")
         if not res.grad:
             raise Fail(f"{label}: the value is right but it is not connected to the parameters "
                        "(requires_grad is False): no .detach(), no torch.tensor(...) around a "
@@ -327,89 +350,30 @@ exercise("ex2.2", "l2_penalty", probe_l2, judge_l2)
 exercise("ex2.3", "l1_penalty", probe_l1, judge_l1)
 
 
-# ================================================================== ex2.4 l1_subgradient
-
-def _subgrad_cases(seed):
-    rng = case_rng(seed, 2401)
-    v1 = np.array([-2.0, -0.5, 0.0, 0.3, 1e-12, -3e-20, 7.0, -0.0])
-    m2 = np.round(rng.normal(0, 1, (3, 4)), 2)
-    m2[0, 1] = m2[2, 3] = 0.0
-    t4 = np.round(rng.normal(0, 1, (2, 3, 2, 2)), 1)
-    t4[0, 0] = 0.0
-    return [("a float64 vector with zeros (0.0 and -0.0) and tiny values, lam = 0.05", v1, "float64", 0.05),
-            ("a float32 (3, 4) matrix with zeros, lam = 0.3", m2, "float32", 0.3),
-            ("a float32 4-D tensor (2, 3, 2, 2) with zeros, lam = 1.5", t4, "float32", 1.5),
-            ("all zeros, lam = 0.1", np.zeros(5), "float64", 0.1)]
-
-
-def _probe_elementwise(fn, cases):
-    """``fn(w, param)`` on each case's tensor: what came back, and whether ``w`` was changed."""
-    out = []
-    for _, w, dt, param in cases:
-        wi = _t(w, dt)
-        keep = snapshot(wi)
-        out.append({"result": capture(fn, wi, param),
-                    "input_changed": changed(keep, wi)})
-    return out
-
-
-def probe_subgrad(l1_subgradient, seed):
-    return _probe_elementwise(l1_subgradient, _subgrad_cases(seed))
-
-
-def judge_subgrad(data, seed):
-    for (label, w, dt, lam), got in zip(_subgrad_cases(seed), data, strict=True):
-        w = w.astype(np.float32).astype(np.float64) if dt == "float32" else w
-        ref = lam * np.sign(w)
-        a = expect_array(got["result"], "l1_subgradient(w, lam)", dtype=dt, kind="torch")
-        if a.shape != ref.shape:
-            raise Fail(f"{label}: got shape {a.shape}, expected the shape of w, {ref.shape}.")
-        if got["input_changed"]:
-            raise Fail(f"{label}: your function changed w in place (an in-place op such as "
-                       "sign_() or mul_()); return a new tensor.")
-        tol = dict(rtol=1e-6, atol=1e-12)
-        if _same(a, ref, **tol):
-            continue
-        zero, nz = w == 0, w != 0
-        if np.any(zero) and not np.all(np.isfinite(a[zero])):
-            raise Fail(f"{label}: got nan where w == 0. Dividing w by |w| is 0/0 there; the "
-                       "subgradient of |w| at 0 is taken as 0 (torch.sign(0) == 0).")
-        if lam != 1 and _same(a, np.sign(w), **tol):
-            raise Fail(f"{label}: you returned sign(w) without the factor lam.")
-        if np.any(zero) and _same(a[nz], ref[nz], **tol):
-            at0 = a[zero]
-            if np.allclose(at0, lam):
-                raise Fail(f"{label}: got +lam where w == 0 (the sign of 0 must be 0, not +1, "
-                           "as where(w >= 0, 1, -1) gives). torch.sign(0) is 0.")
-            if np.allclose(at0, -lam):
-                raise Fail(f"{label}: got -lam where w == 0 (the sign of 0 must be 0, not -1). "
-                           "torch.sign(0) is 0.")
-            raise Fail(f"{label}: wrong values where w == 0 (got {at0[:3]}); there the "
-                       "subgradient must be exactly 0.")
-        tiny = nz & (np.abs(w) < 1e-6)
-        if np.any(tiny) and _same(a[~tiny], ref[~tiny], rtol=1e-4, atol=1e-9):
-            raise Fail(f"{label}: wrong for tiny nonzero weights (w = {w[tiny][0]:g} gave "
-                       f"{a[tiny][0]:.3g}, expected {ref[tiny][0]:g}). The sign of a nonzero "
-                       "number is +1 or -1 however small it is; an eps in a denominator "
-                       "(w / (|w| + eps)) breaks that.")
-        raise Fail(f"{label}: wrong values (largest difference {max_err(a, ref):.3g}); expected "
-                   "+lam for positive weights, -lam for negative ones, 0 at 0.")
-    return None
-
-
-exercise("ex2.4", "l1_subgradient", probe_subgrad, judge_subgrad)
-
-
-# ================================================================== ex2.5 soft_threshold
+# ================================================================== ex2.4 soft_threshold
 
 def _soft_cases(seed):
-    rng = case_rng(seed, 2501)
+    rng = case_rng(seed, 2401)
     v1 = np.array([-2.0, -0.31, -0.3, -0.1, 0.0, 0.05, 0.3, 0.45, 3.0])
+    v1[[0, 8]] = np.round(rng.uniform(1.0, 4.0, 2), 2) * np.array([-1.0, 1.0])
     m3 = np.round(rng.normal(0, 1, (4, 5)), 2)
+    t5 = np.round(rng.normal(0, 1, (2, 3, 2, 2)), 2)
+    t5[0, 1] = 0.0
+    t = float(np.round(rng.uniform(0.2, 0.6), 2))
     return [("a float64 vector with |w| below, at and above t = 0.3", v1, "float64", 0.3),
             ("t = 0 (nothing changes)", v1, "float64", 0.0),
             ("a float32 (4, 5) matrix, t = 0.5", m3, "float32", 0.5),
+            (f"a float64 4-D tensor of shape (2, 3, 2, 2) with zeros, t = {t:g}", t5, "float64", t),
             ("t larger than every |w| (everything becomes 0), t = 10", v1, "float64", 10.0)]
+
+
+def _probe_elementwise(fn, cases):
+    """``fn(w, param)`` on each case's tensor: what came back, and ``w`` as the call left it."""
+    out = []
+    for _, w, dt, param in cases:
+        wi = _t(w, dt)
+        out.append({"result": capture(fn, wi, param), "after": inputs_after(wi)})
+    return out
 
 
 def probe_soft(soft_threshold, seed):
@@ -418,18 +382,21 @@ def probe_soft(soft_threshold, seed):
 
 def judge_soft(data, seed):
     for (label, w, dt, t), got in zip(_soft_cases(seed), data, strict=True):
+        original = _t(w, dt)
         w = w.astype(np.float32).astype(np.float64) if dt == "float32" else w
         ref = np.sign(w) * np.maximum(np.abs(w) - t, 0.0)
-        a = expect_array(got["result"], "soft_threshold(w, t)", dtype=dt, kind="torch")
+        a = expect_array(got["result"], f"{label}: soft_threshold(w, t)", dtype=dt, kind="torch")
         if a.shape != ref.shape:
-            raise Fail(f"{label}: got shape {a.shape}, expected the shape of w, {ref.shape}.")
-        if got["input_changed"]:
-            raise Fail(f"{label}: your function changed w in place; return a new tensor.")
+            raise Fail(f"{label}: got shape {a.shape}, expected the shape of w, {ref.shape} "
+                       "(work elementwise; do not flatten or reduce w).")
+        if input_changed(got["after"], original):
+            raise Fail(f"{label}: your function changed w in place (an in-place op such as "
+                       "mul_(), clamp_() or sign_()); return a new tensor.")
         tol = dict(rtol=1e-6, atol=1e-6 if dt == "float32" else 1e-12)
-        expect_close(label, a, ref, [
+        mistakes = [
             (w - t * np.sign(w), "weights with |w| < t overshoot zero and flip sign (w = -0.1, "
-                                 "t = 0.3 gave 0.2). Shrinking by t must stop at 0: clamp |w| - t "
-                                 "at 0 before putting the sign back."),
+                                 "t = 0.3 gave 0.2). Shrinking by t must stop at 0: nothing may "
+                                 "cross zero."),
             (np.where(np.abs(w) > t, w, 0.0), "that is hard thresholding (small weights set to 0, "
                                               "the others kept). Soft thresholding also shrinks "
                                               "the surviving weights by t."),
@@ -437,13 +404,303 @@ def judge_soft(data, seed):
                                      "keep the sign: negative weights move up towards 0, positive "
                                      "ones down."),
             (np.maximum(np.abs(w) - t, 0.0), "the sign was lost (negative weights came back "
-                                             "positive). Multiply by sign(w)."),
-        ], "Entries with |w| <= t must become 0; the others move by t towards 0, keeping their "
-           "sign.", **tol)
+                                             "positive): the surviving entries keep the sign of w."),
+            (np.sign(w) * np.maximum(np.abs(w) - 2 * t, 0.0),
+             "every entry moved by 2t instead of t (and the zero band is twice as wide)."),
+            (np.sign(w) * np.maximum(np.abs(w) - t / 2, 0.0),
+             "every entry moved by t/2 instead of t (and the zero band is half as wide)."),
+            (w * max(0.0, 1.0 - t), "you scaled w by a factor: soft thresholding subtracts the "
+                                    "same amount t from every magnitude (it does not multiply)."),
+        ]
+        mistakes = [(v, h) for v, h in mistakes if not _same(v, ref, **tol)]
+        expect_close(label, a, ref, mistakes,
+                     "Entries with |w| <= t must become 0; the others move by t towards 0, "
+                     "keeping their sign.", **tol)
+        zero = ref == 0
+        if np.any(a[zero] != 0):
+            j = int(np.flatnonzero(zero & (a != 0))[0])
+            raise Fail(f"{label}: an entry with |w| <= t came back as {a.ravel()[j]:.3g}, not "
+                       "exactly 0: the proximal step gives exact zeros (no small eps, no "
+                       "division).")
     return None
 
 
-exercise("ex2.5", "soft_threshold", probe_soft, judge_soft)
+SOFT_FORBID = ("torch.nn.functional.softshrink", "torch.nn.Softshrink", "torch._C._nn.softshrink")
+SOFT_HINT = ("shrink every magnitude by t, stop at 0, and put the sign back, with elementwise "
+             "torch operations.")
+
+exercise("ex2.4", "soft_threshold", probe_soft, judge_soft, forbid=SOFT_FORBID,
+         forbid_hint=SOFT_HINT)
+
+
+# ================================================================== ex2.5 lasso_cd
+
+def _lasso_problem(rng, n, d, k_informative, noise):
+    """``X`` ``(n, d)`` with columns of different scales (none zero), ``y`` from a sparse ``w``."""
+    X = rng.standard_normal((n, d)) * rng.uniform(0.4, 3.0, d)
+    w = np.zeros(d)
+    idx = rng.choice(d, k_informative, replace=False)
+    w[idx] = rng.uniform(1.0, 2.5, k_informative) * rng.choice([-1.0, 1.0], k_informative)
+    y = X @ w + noise * rng.standard_normal(n)
+    return X, y
+
+
+def _pick_lam(X, y, ks, u):
+    """A ``lam`` (3 decimals) at which the reference has at least 2 exact zeros and 2 nonzero
+    weights after each of ``ks`` sweeps, every update at least 1e-6 from the edge of the zero
+    band: tried on a grid of fractions of the largest first correlation, from a seeded offset
+    ``u`` in [0, 1). Deterministic, so the judge rebuilds the same value."""
+    n, d = X.shape
+    top = float(np.max(np.abs(X.T @ y)) / n)
+    fracs = np.linspace(0.02, 0.95, 32)
+    fracs = np.roll(fracs, -int(u * len(fracs)))
+    for f in fracs:
+        lam = float(np.round(f * top, 3))
+        ok = lam > 0
+        for k in ks:
+            if not ok:
+                break
+            w, margin = _cd(X, y, lam, k)
+            ok = (np.sum(w == 0) >= 2 and np.sum(w != 0) >= 2 and margin.min() > 1e-6)
+        if ok:
+            return lam
+    return None
+
+
+def _lasso_cases(seed):
+    """``(label, X, y, lam, n_sweeps, against_sklearn)``. Problems A (n > d) and B (d > n) are
+    run for 1, 2 and 3 sweeps and compared with this module's reference to 1e-10; problem C for
+    many sweeps, against scikit-learn's ``Lasso`` run for as many (converged by then: its
+    screening of zero coordinates changes early iterates, not the limit). ``lam`` is chosen so
+    that every case has exact zeros and nonzero weights (:func:`_pick_lam`)."""
+    rng = case_rng(seed, 2501)
+    cases = []
+    for n, d, kinf, noise in ((25, 6, 2, 0.5), (8, 12, 3, 0.3)):
+        lam = None
+        while lam is None:       # a few percent of the draws have no such lam: draw again
+            X, y = _lasso_problem(rng, n, d, kinf, noise)
+            lam = _pick_lam(X, y, (1, 2, 3), rng.uniform())
+        shape = f"X of shape ({n}, {d})" + (" (more features than samples)" if d > n else "")
+        for k in (1, 2, 3):
+            cases.append((f"{shape}, lam = {lam:g}, n_sweeps = {k}", X, y, lam, k, False))
+    k, lam = int(rng.integers(40, 61)), None
+    while lam is None:
+        X, y = _lasso_problem(rng, 40, 10, 3, 1.0)
+        lam = _pick_lam(X, y, (k,), rng.uniform())
+    cases.append((f"X of shape (40, 10), lam = {lam:g}, n_sweeps = {k} (compared with "
+                   f"scikit-learn's Lasso(alpha=lam, fit_intercept=False) run for {k} sweeps)",
+                   X, y, lam, k, True))
+    return cases
+
+
+def _cd(X, y, lam, k, order="cyclic", start="zero", update="each", scale="z", rho="partial",
+        thresh="rho"):
+    """Cyclic coordinate descent on ``(1/(2n))||Xw - y||^2 + lam ||w||_1`` and known variants.
+
+    Returns ``(w, margin)``: ``margin[j]`` is ``| |rho_j| - lam |`` at the last update of ``j``
+    (how far that update was from the edge of the zero band). Variants (for naming mistakes):
+    ``order`` cyclic | reverse; ``start`` zero | lstsq; ``update`` each (the residual follows
+    every coordinate) | jacobi (every coordinate from the sweep's start) | never (the residual
+    of the start, never updated); ``scale`` z | none | sumsq (what the thresholded value is
+    divided by); ``rho`` partial | full (the full residual, own term not added back);
+    ``thresh`` rho | rho_over_z (thresholded after dividing) | step (the change thresholded).
+    """
+    n, d = X.shape
+    z = (X ** 2).sum(axis=0) / n
+    w = np.zeros(d) if start == "zero" else np.linalg.lstsq(X, y, rcond=None)[0]
+    w_start = w.copy()
+    margin = np.full(d, np.inf)
+    idx = list(range(d))[::-1] if order == "reverse" else list(range(d))
+    soft = lambda v, t: np.sign(v) * max(abs(v) - t, 0.0)  # noqa: E731
+    for _ in range(k):
+        w_sweep = w.copy()
+        for j in idx:
+            base = {"each": w, "jacobi": w_sweep, "never": w_start}[update]
+            r = y - X @ base
+            c = X[:, j] @ r / n + (z[j] * w[j] if rho == "partial" else 0.0)
+            den = {"z": z[j], "none": 1.0, "sumsq": n * z[j]}[scale]
+            if thresh == "rho":
+                new = soft(c, lam) / den
+                margin[j] = abs(abs(c) - lam)
+            elif thresh == "rho_over_z":
+                new = soft(c / den, lam)
+            else:
+                new = w[j] + soft(c, lam) / den
+            w[j] = new
+        if not np.all(np.isfinite(w)) or np.max(np.abs(w)) > 1e12:
+            return np.full(d, np.nan), margin
+    return w, margin
+
+
+def _sklearn_lasso(X, y, lam, k):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Lasso
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = Lasso(alpha=lam, fit_intercept=False, tol=0.0, max_iter=k)
+        return model.fit(X, y).coef_.astype(np.float64)
+
+
+def probe_lasso(lasso_cd, seed):
+    out = []
+    for _, X, y, lam, k, _ in _lasso_cases(seed):
+        Xi, yi = X.copy(), y.copy()
+        out.append({"result": capture(lasso_cd, Xi, yi, lam, k), "after": inputs_after(Xi, yi)})
+    return out
+
+
+_LASSO_GENERIC = ("Each coordinate update must be the exact minimiser of the objective over that "
+                  "coordinate alone (the others at their current values), in the order w[0] to "
+                  "w[d-1], starting from w = 0.")
+
+
+def _lasso_mistakes(X, y, lam, k):
+    n, d = X.shape
+    ref = _cd(X, y, lam, k)[0]
+    out = [
+        (dict(update="jacobi"), "your iterates are those of a simultaneous (Jacobi) update: every "
+         "coordinate of a sweep was computed from the w the sweep started with. Cyclic coordinate "
+         "descent changes one coordinate at a time, and coordinate j already sees the new values "
+         "of coordinates 0..j-1 (if you keep a residual y - Xw, update it as soon as a "
+         "coordinate changes)."),
+        (dict(update="never"), "the residual y - Xw was computed once, at the start, and never "
+         "updated: after a coordinate changes, the residual the next coordinate sees must change "
+         "with it."),
+        (dict(order="reverse"), "you swept the coordinates from the last to the first; a sweep "
+         "goes w[0], w[1], ..., w[d-1], and the order changes the iterates."),
+        (dict(start="lstsq"), "your iterates did not start from w = 0 (they match a start at the "
+         "least-squares solution): coordinate descent here starts from all zeros."),
+        (dict(lam=lam / n), f"the threshold is n times too small (n = {n} samples): the squared "
+         "error in this objective is divided by 2n, so the correlation and the squared column "
+         "norm you use must be averaged over the samples (or lam multiplied by n), consistently."),
+        (dict(lam=lam * n), f"the threshold is n times too large (n = {n} samples): you averaged "
+         "over the samples and also multiplied lam by n. Use one of the two scalings, not both."),
+        (dict(scale="none"), "the soft-thresholded value was not divided by the coordinate's "
+         "curvature: with the other coordinates fixed, the data term is a parabola in w_j whose "
+         "curvature is the mean of X[:, j]**2, which is not 1 here (the columns are not "
+         "normalised)."),
+        (dict(scale="sumsq"), "you divided by the squared column norm ||X[:, j]||^2: with the "
+         "1/(2n) in front of the squared error, the curvature in w_j is that norm divided by n."),
+        (dict(rho="full"), "you soft-thresholded column j's correlation with the full residual "
+         "y - Xw, which still holds w_j's own contribution. The minimiser over w_j uses the "
+         "residual of the other coordinates only (add w_j's term back first)."),
+        (dict(thresh="rho_over_z"), "you divided by the curvature first and then thresholded at "
+         "lam: the threshold must be scaled like the quantity it is compared with."),
+        (dict(rho="full", thresh="step"), "you soft-thresholded the change of w_j (a gradient "
+         "step) rather than the coordinate's new value: the threshold applies to where the "
+         "smooth part alone would put w_j, not to the step towards it."),
+        (dict(k=k + 1), f"your result after n_sweeps = {k} equals the iterate after {k + 1} "
+         "sweeps: count full sweeps (one sweep updates every coordinate once)."),
+        (dict(k=k - 1), f"your result after n_sweeps = {k} equals the iterate after {k - 1} "
+         "sweep(s): count full sweeps (one sweep updates every coordinate once)."),
+    ]
+    found = []
+    for i, (kw, hint) in enumerate(out):
+        if kw is None:
+            continue
+        kw = dict(kw)
+        lam_v, k_v = kw.pop("lam", lam), kw.pop("k", k)
+        alt = _cd(X, y, lam_v, k_v, **kw)[0]
+        if np.all(np.isfinite(alt)) and not _same(alt, ref, rtol=1e-8, atol=1e-10):
+            found.append((alt, hint, i))
+    return found
+
+
+def _lasso_diagnosis(cases, data, i, tol, require_all=False):
+    """The hint of the known mistake the answer matches at case ``i`` that also explains its
+    other answers (at one sweep, for example, a residual never updated and a simultaneous update
+    give the same iterate; the two- and three-sweep answers tell them apart); else the first
+    mistake matching case ``i`` alone (unless ``require_all``); None when none does."""
+    def answer(j):
+        try:
+            a = as_array(data[j]["result"])
+        except Exception:  # noqa: BLE001 - an answer that is not an array explains nothing
+            return None
+        return a if a.shape == (cases[j][1].shape[1],) else None
+
+    label, X, y, lam, k, _ = cases[i]
+    matching = [(hint, key) for alt, hint, key in _lasso_mistakes(X, y, lam, k)
+                if _same(answer(i), alt, **tol)]
+    for hint, key in matching:
+        explains_all = True
+        for j, (_, Xj, yj, lamj, kj, _) in enumerate(cases):
+            a = answer(j)
+            if j == i or a is None:
+                continue
+            alts = {key_j: alt for alt, _, key_j in _lasso_mistakes(Xj, yj, lamj, kj)}
+            ref_j = _cd(Xj, yj, lamj, kj)[0]
+            alt = alts.get(key, ref_j)        # a variant equal to the reference there
+            if not _same(a, alt, rtol=1e-8, atol=1e-8 * max(1.0, float(np.max(np.abs(alt))))):
+                explains_all = False
+                break
+        if explains_all:
+            return f"{label}: {hint}"
+    return f"{label}: {matching[0][0]}" if matching and not require_all else None
+
+
+def judge_lasso(data, seed):
+    cases = _lasso_cases(seed)
+    for i, ((label, X, y, lam, k, sk), got) in enumerate(zip(cases, data, strict=True)):
+        n, d = X.shape
+        ref, margin = _cd(X, y, lam, k)
+        if sk:
+            ref = _sklearn_lasso(X, y, lam, k)
+        res = got["result"]
+        a = expect_array(res, f"{label}: lasso_cd(X, y, lam, n_sweeps)", dtype="float64",
+                         kind="numpy")
+        if a.shape != (d,):
+            if a.ndim == 2 and a.size == d:
+                raise Fail(f"{label}: got a 2-D array of shape {a.shape}; return w as a 1-D "
+                           f"array of shape ({d},), one weight per column of X.")
+            raise Fail(f"{label}: got shape {a.shape}, expected ({d},): one weight per column "
+                       "of X (there is no intercept).")
+        if input_changed(got["after"], X, y):
+            raise Fail(f"{label}: your function changed X or y in place (for example a residual "
+                       "that is y itself, updated with -=, or columns normalised in X); work on "
+                       "copies.")
+        scale = max(1.0, float(np.max(np.abs(ref))))
+        tol = dict(rtol=1e-8, atol=1e-8 * scale) if sk else dict(rtol=1e-10, atol=1e-10 * scale)
+        if not np.all(np.isfinite(a)):
+            raise Fail(f"{label}: your w contains inf or nan. Every column of X is nonzero here, "
+                       "so no division needs to fail.")
+        if not _same(a, ref, **tol):
+            if np.all(a == 0):
+                hint = _lasso_diagnosis(cases, data, i, tol, require_all=True)
+                if hint and "count full sweeps" in hint:
+                    raise Fail(hint)
+                raise Fail(f"{label}: every weight is still 0: no coordinate moved. Each "
+                           "coordinate's minimiser is 0 only when its correlation with the "
+                           "residual is at most lam in size. (If you averaged over the samples "
+                           "and also multiplied lam by n, the threshold is n times too large: "
+                           "use one of the two scalings, not both.)")
+            hint = _lasso_diagnosis(cases, data, i, tol)
+            if hint:
+                raise Fail(hint)
+            expect_close(label, a, ref, (),
+                         ("Your w differs from scikit-learn's Lasso after the same number of "
+                          "sweeps. " if sk else "") + _LASSO_GENERIC,
+                         what=f"weights after {k} sweep{'s' if k > 1 else ''}", **tol)
+        must_be_zero = (ref == 0) & (margin > 1e-9 * scale)
+        bad = np.flatnonzero(must_be_zero & (a != 0))
+        if bad.size:
+            j = int(bad[0])
+            raise Fail(f"{label}: w[{j}] must be exactly 0 (its minimiser is 0: the correlation "
+                       f"is inside the threshold), but you returned {a[j]:.3g}. The soft "
+                       "threshold gives an exact 0 there, not a tiny number.")
+    return None
+
+
+LASSO_FORBID = ("sklearn.linear_model.Lasso", "sklearn.linear_model.LassoCV",
+                "sklearn.linear_model.LassoLars", "sklearn.linear_model.ElasticNet",
+                "sklearn.linear_model.lasso_path", "sklearn.linear_model.enet_path")
+LASSO_HINT = ("one coordinate at a time, minimise the objective over that coordinate with the "
+              "others fixed (a parabola plus lam*|w_j|), with NumPy.")
+
+exercise("ex2.5", "lasso_cd", probe_lasso, judge_lasso, forbid=LASSO_FORBID,
+         forbid_hint=LASSO_HINT)
 
 
 # ================================================================== ex2.6 sgd_step
@@ -466,9 +723,7 @@ def probe_sgd(sgd_step, seed):
     out = []
     for _, w, g, lr, wd, dt in _sgd_cases(seed):
         wi, gi = _t(w, dt), _t(g, dt)
-        keep = snapshot(wi, gi)
-        out.append({"result": capture(sgd_step, wi, gi, lr, wd),
-                    "input_changed": changed(keep, wi, gi)})
+        out.append({"result": capture(sgd_step, wi, gi, lr, wd), "after": inputs_after(wi, gi)})
     return out
 
 
@@ -482,6 +737,7 @@ def _torch_sgd(w, g, lr, wd):
 
 def judge_sgd(data, seed):
     for (label, w, g, lr, wd, dt), got in zip(_sgd_cases(seed), data, strict=True):
+        originals = (_t(w, dt), _t(g, dt))
         if dt == "float32":
             w, g = w.astype(np.float32).astype(np.float64), g.astype(np.float32).astype(np.float64)
         ref = _torch_sgd(w, g, lr, wd)
@@ -489,7 +745,7 @@ def judge_sgd(data, seed):
                          kind="torch")
         if a.shape != ref.shape:
             raise Fail(f"{label}: got shape {a.shape}, expected the shape of w, {ref.shape}.")
-        if got["input_changed"]:
+        if input_changed(got["after"], *originals):
             raise Fail(f"{label}: your function changed w or grad in place (torch.optim.SGD does, "
                        "but this function must return a new tensor: no -=, sub_ or add_).")
         tol = dict(rtol=1e-6, atol=1e-7) if dt == "float32" else dict(rtol=1e-10, atol=1e-12)
@@ -515,7 +771,14 @@ def judge_sgd(data, seed):
     return None
 
 
-exercise("ex2.6", "sgd_step", probe_sgd, judge_sgd)
+# any torch.optim optimizer or its functional form (core matches the package prefix)
+OPTIM_FORBID = ("torch.optim.*",)
+SGD_HINT = ("write the update with tensor arithmetic: the gradient that SGD uses when "
+            "weight_decay is set, then the step.")
+ADAMW_HINT = ("write the step with tensor arithmetic: the decoupled decay, the two moments, "
+              "their bias corrections and the update.")
+
+exercise("ex2.6", "sgd_step", probe_sgd, judge_sgd, forbid=OPTIM_FORBID, forbid_hint=SGD_HINT)
 
 
 # ================================================================== ex2.7 adamw_step
@@ -553,10 +816,8 @@ def probe_adamw(adamw_step, seed):
     out = []
     for _, w, g, m, v, t, lr, betas, eps, wd, dt in _adamw_cases(seed):
         ins = [_t(a, dt) for a in (w, g, m, v)]
-        keep = snapshot(*ins)
         res = capture(adamw_step, *ins, t, lr, betas, eps, wd)
-        out.append({"result": res,
-                    "input_changed": [changed([k], x) for k, x in zip(keep, ins)]})
+        out.append({"result": res, "after": inputs_after(*ins)})
     return out
 
 
@@ -600,6 +861,7 @@ def _adam_np(w, g, m, v, t, lr, b1, b2, eps, wd, decay="before", bias=True, eps_
 def judge_adamw(data, seed):
     for case, got in zip(_adamw_cases(seed), data, strict=True):
         label, w, g, m, v, t, lr, (b1, b2), eps, wd, dt = case
+        originals = [_t(a, dt) for a in (w, g, m, v)]
         if dt == "float32":
             w, g, m, v = (a.astype(np.float32).astype(np.float64) for a in (w, g, m, v))
         ref = _torch_adamw(w, g, m, v, t, lr, (b1, b2), eps, wd)
@@ -612,7 +874,11 @@ def judge_adamw(data, seed):
         for a, r, n in zip(outs, ref, ("w", "m", "v")):
             if a.shape != r.shape:
                 raise Fail(f"{label}: the {n} you returned has shape {a.shape}, expected {r.shape}.")
-        modified = [n for n, c in zip(("w", "grad", "m", "v"), got["input_changed"]) if c]
+        after = got["after"]
+        if not isinstance(after, (list, tuple)) or len(after) != 4:
+            after = [None] * 4
+        modified = [n for n, a, o in zip(("w", "grad", "m", "v"), after, originals)
+                    if input_changed([a], o)]
         if modified:
             raise Fail(f"{label}: your function changed {', '.join(modified)} in place "
                        "(torch.optim.AdamW does; this function must return new tensors: no "
@@ -673,7 +939,8 @@ def judge_adamw(data, seed):
     return None
 
 
-exercise("ex2.7", "adamw_step", probe_adamw, judge_adamw)
+exercise("ex2.7", "adamw_step", probe_adamw, judge_adamw, forbid=OPTIM_FORBID,
+         forbid_hint=ADAMW_HINT)
 
 
 # ================================================================== ex2.8 decay_param_groups
@@ -695,7 +962,8 @@ def _groups_model(which: int, seed: int):
 
     0: Linear + BatchNorm1d + ReLU + Linear. 1: Conv2d + BatchNorm2d + Flatten + Linear(bias=False)
     + LayerNorm, the convolution frozen. 2: Embedding + a block with a 1-D gain + Linear, the last
-    Linear's bias frozen.
+    Linear's bias frozen. 3: a small CNN whose convolution kernels (4-D) train: Conv2d +
+    BatchNorm2d + ReLU + Conv2d(bias=False) + pooling + Linear.
     """
     rng = case_rng(seed, 2800 + which)
     a, b = (int(v) for v in rng.integers(3, 7, 2))
@@ -708,18 +976,24 @@ def _groups_model(which: int, seed: int):
         for p in model[0].parameters():
             p.requires_grad_(False)
         return model
-    model = nn.Sequential(nn.Embedding(10, a), _Scaled(a), nn.Linear(a, b))
-    model[2].bias.requires_grad_(False)
-    return model
+    if which == 2:
+        model = nn.Sequential(nn.Embedding(10, a), _Scaled(a), nn.Linear(a, b))
+        model[2].bias.requires_grad_(False)
+        return model
+    return nn.Sequential(nn.Conv2d(3, a, 3, padding=1), nn.BatchNorm2d(a), nn.ReLU(),
+                         nn.Conv2d(a, b, 3, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(b, 2))
 
 
 def _groups_cases(seed):
     rng = case_rng(seed, 2801)
-    wds = np.round(rng.uniform(0.01, 0.3, 3), 3)
+    wds = np.round(rng.uniform(0.01, 0.3, 4), 3)
     return [("Linear + BatchNorm1d + ReLU + Linear", 0, float(wds[0])),
             ("Conv2d (frozen) + BatchNorm2d + Linear(bias=False) + LayerNorm", 1, float(wds[1])),
             ("Embedding + a block with a learnable 1-D gain + Linear (its bias frozen)", 2,
-             float(wds[2]))]
+             float(wds[2])),
+            ("a CNN whose convolutions train: Conv2d + BatchNorm2d + ReLU + Conv2d(bias=False) "
+             "+ pooling + Linear", 3, float(wds[3]))]
 
 
 def _param_info(which: int, seed: int) -> dict:
@@ -767,13 +1041,15 @@ def probe_groups(decay_param_groups, seed):
     for _, which, wd in _groups_cases(seed):
         model = _groups_model(which, seed)
         names_by_id = {id(p): n for n, p in model.named_parameters()}
-        flags = {n: p.requires_grad for n, p in model.named_parameters()}
 
         def call(model=model, wd=wd, names_by_id=names_by_id):
             return _describe_groups(decay_param_groups(model, wd), names_by_id)
 
         rec = {"result": capture(call)}
-        rec["flags_changed"] = any(p.requires_grad != flags[n] for n, p in model.named_parameters())
+        # raw facts about the model after the call; the judge compares with its own rebuild
+        rec["names_after"] = [n for n, _ in model.named_parameters()]
+        rec["flags_after"] = [bool(p.requires_grad) for p in model.parameters()]
+        rec["params_after"] = inputs_after(*[p.detach() for p in model.parameters()])
         out.append(rec)
     return out
 
@@ -795,9 +1071,18 @@ def judge_groups(data, seed):
         groups = res["groups"]
         if len(groups) != 2 or any(g.get("type") != "dict" or "params" not in g for g in groups):
             _groups_fail(label, f"got {len(groups)} group(s); {shape}")
-        if got.get("flags_changed"):
-            _groups_fail(label, "your function changed requires_grad of a parameter: it should "
-                                "only read the model.")
+        model = _groups_model(which, seed)
+        names = [n for n, _ in model.named_parameters()]
+        flags = [bool(p.requires_grad) for p in model.parameters()]
+        got_flags = got.get("flags_after")
+        if got.get("names_after") != names or not isinstance(got_flags, list) or \
+                [bool(f) for f in got_flags] != flags:
+            _groups_fail(label, "your function changed the model (the requires_grad flag of a "
+                                "parameter, or its parameters themselves): it should only read "
+                                "the model.")
+        if input_changed(got.get("params_after"), *[p.detach() for p in model.parameters()]):
+            _groups_fail(label, "your function changed the values of the model's parameters: "
+                                "it should only read the model.")
         seen = [n for g in groups for n in g["params"]]
         bad = [n for n in seen if n.startswith("<")]
         if bad:
