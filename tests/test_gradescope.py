@@ -229,6 +229,13 @@ for _p in (ROOT + "/source/course/solutions/01_overfitting.ipynb", SOL):
         if (_c.get("metadata", {}).get("course", {}) or {}).get("role") == "answer":
             exec("".join(_c["source"]))
     _seen.append("READ " + _p)
+for _p in (ROOT + "/source/config.json", ROOT + "/source/course/helpers/__init__.py",
+           ROOT + "/submission/01_overfitting.ipynb"):
+    try:
+        open(_p).read()
+        _seen.append("READ " + _p)
+    except OSError as e:
+        _seen.append(type(e).__name__)
 if "polynomial_features" not in globals():
     def polynomial_features(x, degree):
         raise RuntimeError("seen: " + " ".join(_seen))
@@ -292,7 +299,7 @@ def test_honest_broken_hostile(autograder, tmp_path):
     assert hostile["score"] == 0, hostile
     by = {t["name"].split()[0]: t for t in hostile["tests"]}
     if AS_ROOT:
-        assert "seen: PermissionError PermissionError" in by["ex1.1"]["output"], by["ex1.1"]
+        assert "seen: " + " ".join(["PermissionError"] * 5) in by["ex1.1"]["output"], by["ex1.1"]
         assert _job_uid_pids() == [], "a process of the submission outlived the grader"
     text = (hroot / "results" / "results.json").read_text()
     assert str(_seed(xp)) not in text

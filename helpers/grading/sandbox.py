@@ -463,10 +463,21 @@ def _blocking_ways(keep) -> list[Path]:
     return sorted(out)
 
 
+def _kernel_paths() -> list[Path]:
+    """What a kernel at the uid-only level must reach: Python, its packages and the ``helpers``
+    it imports; not the grader's own ``helpers`` when that is another copy (the course source
+    on Gradescope: the plugin is loaded from a copy in the run's folder)."""
+    import helpers
+    own = Path(helpers.__file__).resolve().parent
+    kernel = kernel_helpers_dir()
+    return [p for p in _needed_paths() if p != own or p == kernel or
+            any(p != q and _is_within(p, q) for q in _needed_paths())]
+
+
 def protect(dirs, files) -> Protected:
-    """A :class:`Protected` for the uid-only level, keeping what a kernel needs (Python and
-    the ``helpers`` folders)."""
-    keep = _needed_paths()
+    """A :class:`Protected` for the uid-only level, keeping what a kernel needs (Python, its
+    packages and the ``helpers`` it imports)."""
+    keep = _kernel_paths()
     return Protected(list(dirs) + _blocking_ways(keep), files, keep)
 
 
