@@ -183,11 +183,13 @@ def _drive(es, model, base, losses):
 def _restore_twice(es, model, base, rec):
     """Restore after the model moved on; change the model in place; restore again."""
     _set_state(model, base, None)
-    model_storages = {t.untyped_storage().data_ptr() for t in model.state_dict().values()}
+    # raw storage addresses of the model and of what the answer's object holds: the judge
+    # decides whether they share memory (a learner's patched set or bool cannot)
+    rec["model_storages"] = sorted(t.untyped_storage().data_ptr() for t in model.state_dict().values())
     try:
-        rec["aliased"] = bool(_storages(es) & model_storages)
+        rec["held_storages"] = sorted(_storages(es))
     except Exception:  # noqa: BLE001
-        rec["aliased"] = False
+        rec["held_storages"] = []
     rec["restored"] = capture(lambda: (es.restore_best(model), _read_state(model))[1])
     with torch.no_grad():
         for t in model.state_dict().values():
@@ -284,10 +286,13 @@ def _bool_of(v, where):
     if v is None:
         raise Fail(f"{where}: step() returned None. Return False when training should go on "
                    "(and True when it should stop): a callback loop reads the value.")
-    if isinstance(v, Value) and v.value is not None and v.dtype in ("bool", "bool_"):
-        a = np.asarray(v.value)
-        if a.size == 1:
-            return bool(a.reshape(()))
+    if isinstance(v, Value) and v.value is not None and v.dtype in ("bool", "bool_") \
+            and v.kind != "torch" and np.ndim(v.value) == 0:
+        return bool(np.asarray(v.value).reshape(()))      # a NumPy bool is a bool too
+    if isinstance(v, Value) and v.kind == "torch":
+        raise Fail(f"{where}: step() returned a tensor (shape {np.shape(v.value)}); return a "
+                   "Python bool (e.g. `.item()` or bool(...)): a callback loop tests it with "
+                   "`if`, and a tensor carries autograd and device along.")
     raise Fail(f"{where}: step() should return a bool (True: stop), got "
                f"{getattr(v, 'dtype', None) or type(v).__name__}.")
 
@@ -417,7 +422,12 @@ def _judge_restore(label, best_k, rec, base):
     params, buffers = _which_state(unwrap(rec["restored"]), base)
     if params != best_k:
         if params == "post":
-            if rec.get("aliased"):
+            try:
+                held = {int(unwrap(v)) for v in rec.get("held_storages") or []}
+                mine = {int(unwrap(v)) for v in rec.get("model_storages") or []}
+            except (TypeError, ValueError):
+                held, mine = set(), set()
+            if held & mine:
                 raise Fail(f"{label}: after restore_best the model still had its latest "
                            "weights, and your object holds tensors that share memory with the "
                            "model: model.state_dict() is not a copy, its tensors are the "
@@ -471,8 +481,9 @@ _S = "torch.optim.lr_scheduler."
 # every scheduler's constructor runs LRScheduler.__init__ (SequentialLR's children and
 # ReduceLROnPlateau too); the get_lr spies catch a scheduler built outside the answer and
 # stepped inside it. (No ``.step`` spy: the grader's source scan would flag any ``x.step``.)
-_SCHEDULERS = tuple(_S + n for n in ("LRScheduler.__init__", "CosineAnnealingLR.get_lr",
-                                     "LinearLR.get_lr", "LambdaLR.get_lr", "OneCycleLR.get_lr"))
+_SCHEDULERS = ("torch.optim.lr_scheduler.*",) + tuple(
+    _S + n for n in ("LRScheduler.__init__", "CosineAnnealingLR.get_lr", "LinearLR.get_lr",
+                     "LambdaLR.get_lr", "OneCycleLR.get_lr"))
 _SCHEDULER_WORDS = ("lr_scheduler", "CosineAnnealingLR", "LinearLR", "SequentialLR", "LambdaLR",
                     "OneCycleLR")
 
@@ -493,8 +504,23 @@ def _scheduler_lrs(make, lr_max, n):
     return np.array(lrs, dtype=np.float64)
 
 
+def _float_of(g, what: str) -> float:
+    """The text asks for a float: a Python float (or int), or a NumPy float64 scalar (a
+    subclass of float). A tensor (0-d or shape (1,)) or an array fails with a hint."""
+    if isinstance(g, Raised):
+        raise g
+    if isinstance(g, Value) and g.kind in ("torch", "numpy") and (
+            g.kind == "torch" or np.ndim(g.value) != 0 or g.dtype not in ("float64", "float")):
+        shape = tuple(np.shape(g.value)) if g.value is not None else None
+        kind = "tensor" if g.kind == "torch" else "NumPy array"
+        raise Fail(f"{what} returned a {g.dtype} {kind} of shape {shape}; the exercise asks for "
+                   "a float: return a Python float (e.g. `.item()`, or compute it with `math`). "
+                   "An optimizer's param_groups expect a plain number.")
+    return as_float(g, what)
+
+
 def _lrs_from(got, steps, name):
-    return np.array([as_float(g, f"{name}(step={s}, ...)") for s, g in zip(steps, got)])
+    return np.array([_float_of(g, f"{name}(step={s}, ...)") for s, g in zip(steps, got)])
 
 
 def _tol(lr_max):
