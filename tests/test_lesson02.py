@@ -266,6 +266,7 @@ def soft_inplace(w, t):
     (lambda w, t: torch.sign(w) * torch.clamp(w.abs() - 2 * t, min=0), "by 2t instead of t"),
     (lambda w, t: torch.sign(w) * torch.clamp(w.abs() - t / 2, min=0), "by t/2 instead of t"),
     (lambda w, t: w * max(0.0, 1.0 - t), "scaled w by a factor"),
+    (lambda w, t: w - t, "subtracted t from every entry"),
     (soft_inplace, "in place"),
     (lambda w, t: soft_clamp(w, t).reshape(-1), "shape of w"),
 ])
@@ -376,6 +377,8 @@ def _cd_answer(order="cyclic", start="zero", update="each", scale="z", rho="part
             lam = lam * n
         elif lam_factor == "1/n":
             lam = lam / n
+        elif lam_factor is not None:
+            lam = lam * {"0": 0.0, "1/2": 0.5, "2": 2.0}[lam_factor]
         z = (X ** 2).sum(axis=0) / n
         w = np.zeros(d) if start == "zero" else np.linalg.lstsq(X, y, rcond=None)[0]
         w0 = w.copy()
@@ -420,6 +423,9 @@ def lasso_inplace(X, y, lam, n_sweeps):
     (_cd_answer(lam_factor="1/n"), "n times too small"),
     (_cd_answer(lam_factor="n"), "n times too large"),
     (_cd_answer(scale="none"), "curvature"),
+    (_cd_answer(lam_factor="0"), "lam was ignored"),
+    (_cd_answer(lam_factor="1/2"), "half of what it should be"),
+    (_cd_answer(lam_factor="2"), "twice what it should be"),
     (_cd_answer(scale="sumsq"), "squared column norm"),
     (_cd_answer(rho="full"), "full residual"),
     (_cd_answer(thresh="rho_over_z"), "divided by the curvature first"),
@@ -526,6 +532,8 @@ def sgd_inplace(w, g, lr, wd):
     (lambda w, g, lr, wd: w - lr * (g - wd * w), "wrong sign"),
     (lambda w, g, lr, wd: w - lr * g, "ignored"),
     (lambda w, g, lr, wd: lr * (g + wd * w), "the step, not the new weights"),
+    (lambda w, g, lr, wd: w.clone(), "returned w unchanged"),
+    (lambda w, g, lr, wd: w + lr * (g + wd * w), "wrong sign: gradient descent"),
     (sgd_inplace, "in place"),
 ])
 def test_ex26_mistakes(fn, hint, seed):
@@ -1067,6 +1075,47 @@ def test_requirement_hints_never_give_the_reference_expression():
     hints = [(ex, verdict(ex, answer, 5).message) for ex, rows in REQUIREMENTS.items()
              for _, answer, _ in rows]
     assert_hints_hide(REFERENCE, hints)
+
+
+# ---------------------------------------------------------------- side effects are the judge's call
+def _patching(answer):
+    """An in-place answer that also patches torch.equal and np.array_equal to say "equal"
+    (they stay patched while the probe records; ``restore`` puts them back)."""
+    saved = torch.equal, np.array_equal
+
+    def patched(*args):
+        torch.equal = lambda a, b: True
+        np.array_equal = lambda *a, **k: True
+        return answer(*args)
+
+    def restore():
+        torch.equal, np.array_equal = saved
+    patched.restore = restore
+    return patched
+
+
+@pytest.mark.parametrize("ex,answer,phrase", [
+    ("ex2.1", ridge_inplace, "in place"),
+    ("ex2.2", _l2_scales_a_weight, "changed the model"),
+    ("ex2.4", soft_inplace, "in place"),
+    ("ex2.5", lasso_inplace, "in place"),
+    ("ex2.6", sgd_inplace, "in place"),
+    ("ex2.7", adamw_inplace, "in place"),
+    ("ex2.8", _groups_shrink, "changed the values"),
+])
+def test_in_place_answers_fail_even_when_they_patch_the_comparisons(ex, answer, phrase):
+    """The probe records raw inputs after the call; the grader's judge (here: run again on the
+    record once the patches are gone, as in the grader's own process) decides they changed."""
+    import json
+
+    from helpers.checks import get
+    cheat = _patching(answer)
+    try:
+        _, record = run(ex, cheat, seed=1)
+    finally:
+        cheat.restore()
+    v = get(ex).run_judge(json.loads(json.dumps(record)), 1)
+    assert v.status == "failed" and phrase in v.message, v.text()
 
 
 # ---------------------------------------------------------------- records round-trip

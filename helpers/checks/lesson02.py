@@ -409,6 +409,8 @@ def judge_soft(data, seed):
              "every entry moved by 2t instead of t (and the zero band is twice as wide)."),
             (np.sign(w) * np.maximum(np.abs(w) - t / 2, 0.0),
              "every entry moved by t/2 instead of t (and the zero band is half as wide)."),
+            (w - t, "you subtracted t from every entry: negative entries must move *up* towards "
+                    "0 (by t in magnitude), and nothing may cross zero."),
             (w * max(0.0, 1.0 - t), "you scaled w by a factor: soft thresholding subtracts the "
                                     "same amount t from every magnitude (it does not multiply)."),
         ]
@@ -578,6 +580,12 @@ def _lasso_mistakes(X, y, lam, k):
          "norm you use must be averaged over the samples (or lam multiplied by n), consistently."),
         (dict(lam=lam * n), f"the threshold is n times too large (n = {n} samples): you averaged "
          "over the samples and also multiplied lam by n. Use one of the two scalings, not both."),
+        (dict(lam=0.0), "lam was ignored: these are the iterates of coordinate descent for least "
+         "squares alone. The L1 term is what thresholds each coordinate (and makes exact zeros)."),
+        (dict(lam=lam / 2), "the threshold is half of what it should be: this objective has "
+         "1/(2n) in front of the squared error (the 1/2 cancels the 2 of its derivative), not 1/n."),
+        (dict(lam=2 * lam), "the threshold is twice what it should be: with the 1/(2n) in front "
+         "of the squared error, the 2 of its derivative cancels the 1/2; did you keep a factor 2?"),
         (dict(scale="none"), "the soft-thresholded value was not divided by the coordinate's "
          "curvature: with the other coordinates fixed, the data term is a parabola in w_j whose "
          "curvature is the mean of X[:, j]**2, which is not 1 here (the columns are not "
@@ -763,6 +771,9 @@ def judge_sgd(data, seed):
                                     "the weights?"),
             (w - lr * g, "weight_decay was ignored."),
             (-lr * (g + wd * w), step),
+            (w, "you returned w unchanged: the step (gradient and decay, times lr) is missing."),
+            (w + lr * (g + wd * w), "the whole step has the wrong sign: gradient descent moves "
+                                    "against the gradient."),
             (lr * (g + wd * w), step),
         ]
         expect_close(label, a, ref, [(alt, h) for alt, h in mistakes if not _same(alt, ref, **tol)],
