@@ -12,7 +12,7 @@ answer may draw from any of them. The judge then checks properties that every co
 has, whatever its random stream: the mask values are 0 or ``1/(1-p)``, ``out = x * mask``, the
 dropped fraction is within an exact binomial interval around ``p``, and the drops are
 independent across elements, samples, channels and calls (chi-square tests on the row and
-column counts, a correlation test between two calls). Gaussian dropout (ex3.2) is judged with
+column counts, an exact overlap test between two calls). Gaussian dropout (ex3.2) is judged with
 exact distributions (normal, chi-square, Student's t, and the DKW bound for a
 Kolmogorov-Smirnov distance). For MC dropout the judge rebuilds the probe's model, draws its
 own large Monte Carlo reference in float64 and compares with Bernstein bounds.
@@ -45,7 +45,7 @@ from torch import nn
 
 from helpers.checks.core import (Fail, Raised, Value, as_array, capture, case_rng, close, encode,
                                  exercise, expect_array, input_changed, inputs_after,
-                                 learner_code, match_mistake, max_err, seed_all, unwrap)
+                                 match_mistake, max_err, seed_all, unwrap)
 
 # a p-value below this means "not what independent Bernoulli draws give" (correct answers
 # sit far above it, the mistakes far below)
