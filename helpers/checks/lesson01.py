@@ -393,7 +393,7 @@ def _axis_hint(e: Raised, R: int, n: int) -> Raised:
     numpy_style = "broadcast" in msg and f"({R},)" in msg and f"({n},)" in msg
     torch_style = "must match the size of tensor" in msg and f"({R})" in msg and f"({n})" in msg
     if R != n and (numpy_style or torch_style):
-        return Raised(f"{msg}. A shape of {R} values against {n}: an average taken along the "
+        return Raised(f"{msg.rstrip('. ')}. A shape of {R} values against {n}: an average taken along the "
                       "points (axis 1) gives one value per fit; the statistics of this exercise "
                       "are taken across the fits at each point (axis 0), one value per point")
     return e
