@@ -941,6 +941,10 @@ REQUIREMENTS = {
          ce_torch, "the library code this exercise asks you to write"),
         ("the check refuses label smoothing and probability targets in every cross-entropy call",
          ce_soft_target_library, "probability targets"),
+        ("the check refuses label smoothing and probability targets in every cross-entropy call",
+         ce_c_op, "torch._C._nn.cross_entropy_loss(label_smoothing=...)"),
+        ("the check refuses label smoothing and probability targets in every cross-entropy call",
+         ce_aten, "torch._C._nn.cross_entropy_loss(label_smoothing=...)"),
         ("It must stay finite for logits of ±1000 in float32 and float64",
          ce_log_softmax_naive, "underflows"),
         ("keep the logits' dtype", ce_cast, "float32, the input float64"),
@@ -1017,10 +1021,9 @@ def test_every_requirement_is_enforced(ex, sentence, fn, hint):
         assert v.status in ("failed", "error") and hint in v.message, (sentence, seed, v.text())
 
 
-@pytest.mark.parametrize("ex,fn,args", [
-    ("ex5.1", st_mutating, None), ("ex5.2", ce_mutating, None),
-    ("ex5.3", ece_mutating, None), ("ex5.4", t_mutating, None)])
-def test_side_effects_are_decided_by_the_judge(ex, fn, args, monkeypatch):
+@pytest.mark.parametrize("ex,fn", [("ex5.1", st_mutating), ("ex5.2", ce_mutating),
+                                   ("ex5.3", ece_mutating), ("ex5.4", t_mutating)])
+def test_side_effects_are_decided_by_the_judge(ex, fn, monkeypatch):
     """The probe records the inputs after the call, raw; the judge compares them with the inputs
     it rebuilds. A learner who patches torch.equal / np.array_equal in the kernel (here: for the
     whole probe) gets a record that still fails when judged where the patch does not reach."""
@@ -1030,7 +1033,7 @@ def test_side_effects_are_decided_by_the_judge(ex, fn, args, monkeypatch):
     monkeypatch.undo()
     v = core.get(ex).run_judge(core._json_roundtrip(record), 1)
     assert not v.passed and "changed" in v.message, v.text()
-    # and the same record with the inputs' entries removed counts as changed too
+    # the record holds the raw inputs, never a yes/no decided in the kernel
     data = record["data"]
     cases = data if isinstance(data, list) else data["cases"]
     assert all("after" in c and "input_changed" not in c for c in cases)

@@ -119,8 +119,9 @@ def ece_misspelt_argument(probs, y, n_bins=15):
     conf, pred = probs.double().max(1)
     hit = (pred == y).double()
     idx = _bins(conf, n_bin)  # noqa: F821 - the misspelling is the mistake
-    return float(sum((idx == b).double().mean() * (hit[idx == b].mean() - conf[idx == b].mean()).abs()
-                     for b in range(n_bins) if (idx == b).any()))
+    gaps = [(idx == b).double().mean() * (hit[idx == b].mean() - conf[idx == b].mean()).abs()
+            for b in range(n_bins) if (idx == b).any()]
+    return float(sum(gaps))
 
 
 def ece_weighted_by_bins(probs, y, n_bins=15):
