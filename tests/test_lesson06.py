@@ -97,6 +97,14 @@ def flip_stub(x, p, generator=None):
     raise NotImplementedError("ex6.1: write your answer here")
 
 
+def test_stubs_are_reported_as_missing():
+    def stub(*args):
+        raise NotImplementedError("exercise: write your answer here")
+    for ex in ("ex6.1", "ex6.2", "ex6.3", "ex6.4"):
+        v = run(ex, flip_stub if ex == "ex6.1" else stub)[0]
+        assert v.status == "missing" and "not answered yet" in v.message, v.text()
+
+
 @pytest.mark.parametrize("fn,hint", [
     (lambda x, p, g=None: torch.where((torch.rand(len(x), generator=g) < p)[:, None, None, None],
                                       x.flip(-2), x), "height axis"),
@@ -113,7 +121,6 @@ def flip_stub(x, p, generator=None):
     (flip_numpy_output, "NumPy array"),
     (lambda x, p, g=None: x[torch.randperm(len(x))], "neither the input image nor"),
     (lambda x, p, g=None: x.clone(), "no image was flipped"),
-    (flip_stub, "still the stub"),
 ])
 def test_ex61_mistakes(fn, hint):
     assert_fails("ex6.1", fn, hint)
@@ -236,6 +243,11 @@ def mix_in_place(x, y, alpha, generator=None):
     return x, y, y[perm], lam
 
 
+def mix_lam_shape_one(x, y, alpha, generator=None):
+    xm, ya, yb, lam = mix_reference(x, y, alpha, generator)
+    return xm, ya, yb, torch.tensor([lam])                      # shape (1,), not one number
+
+
 def mix_partners_only(x, y, alpha, generator=None):
     perm = _perm(x)
     return x[perm], y, y[perm], float(np.random.beta(alpha, alpha))
@@ -261,7 +273,7 @@ def mix_partners_only(x, y, alpha, generator=None):
     (mix_in_place, "changed its inputs"),
     (mix_partners_only, "x_mixed is x[perm]"),
     (lambda x, y, a, g=None: mix_reference(x, y, a, g)[:3], "tuple of four"),
-    (lambda x, y, a, g=None: (_ for _ in ()).throw(NotImplementedError("ex6.2")), "still the stub"),
+    (mix_lam_shape_one, "return a single number"),
 ])
 def test_ex62_mistakes(fn, hint):
     assert_fails("ex6.2", fn, hint)
@@ -269,9 +281,11 @@ def test_ex62_mistakes(fn, hint):
 
 def test_records_are_small():
     """Saved check outputs stay small (the old notebook's records made it 1.2 MB)."""
-    for ex, fn in (("ex6.1", flip_reference), ("ex6.2", mix_reference), ("ex6.4", cut_reference)):
+    # ex6.4 records 2200 calls (the statistics need them): its pixels go into one zlib stream
+    for ex, fn, most in (("ex6.1", flip_reference, 120_000), ("ex6.2", mix_reference, 120_000),
+                         ("ex6.4", cut_reference, 240_000)):
         _, record = run(ex, fn)
-        assert len(json.dumps(record)) < 120_000, (ex, len(json.dumps(record)))
+        assert len(json.dumps(record)) < most, (ex, len(json.dumps(record)))
 
 
 # ---------------------------------------------------------------- ex6.3 mixup_loss
@@ -465,8 +479,43 @@ def cut_in_place(x, y, alpha, generator=None):
     return x, y, y[perm], 1 - (b - t) * (rr - l) / (h * w)
 
 
+def cut_from_itself(x, y, alpha, generator=None):
+    """A box pasted from the image itself: x_mixed is x, y_b a real permutation."""
+    xm, ya, yb, lam = cut_reference(x, y, alpha, generator)
+    return x.clone(), ya, yb, lam
+
+
+def cut_identity(x, y, alpha, generator=None):
+    """No partner at all: every image paired with itself (perm = identity)."""
+    n, _, h, w = x.shape
+    r = float(np.random.beta(alpha, alpha))
+    t, b, l, rr = _box(h, w, r, np.random.randint(h), np.random.randint(w))
+    return x.clone(), y, y.clone(), 1 - (b - t) * (rr - l) / (h * w)
+
+
+def cut_float32(x, y, alpha, generator=None):
+    """Right pixels, returned as float32 whatever the input's dtype."""
+    xm, ya, yb, lam = cut_reference(x, y, alpha, generator)
+    return xm.float(), ya, yb, lam
+
+
+def cut_via_float(x, y, alpha, generator=None):
+    """Works in float32 throughout (x.float() first): uint8 and float64 images come back float32."""
+    return cut_reference(x.float(), y, alpha, generator)
+
+
+def cut_lam_shape_one(x, y, alpha, generator=None):
+    xm, ya, yb, lam = cut_reference(x, y, alpha, generator)
+    return xm, ya, yb, torch.tensor([lam])
+
+
 @pytest.mark.parametrize("fn,hint", [
     (_cut_with(lam_fn=lambda r, frac: r), "not the Beta draw"),
+    (cut_from_itself, "pasted from the image itself"),
+    (cut_identity, "paired with itself"),
+    (cut_float32, "keep the input's dtype"),
+    (cut_via_float, "keep the input's dtype"),
+    (cut_lam_shape_one, "return a single number"),
     (_cut_with(lam_fn=lambda r, frac: frac), "the pasted fraction"),
     (_cut_with(per_image=True), "ONE box per batch"),
     (_cut_with(reverse=True), "roles are reversed"),
@@ -594,3 +643,235 @@ def test_mixup_explorer_draws_and_mixes():
     assert (ex.lam, ex.pair) != (lam0, pair0)
     ex.seed.value = 0                          # the same seed gives the same draw
     assert ex.lam == lam0 and ex.pair == pair0
+
+
+# ---------------------------------------------------------------- statistical power, both ways
+
+def _beta_confusions(a):
+    """What common mistakes draw instead of Beta(a, a), as scipy distributions."""
+    from scipy import stats
+    return {"uniform": stats.uniform(), "Beta(alpha, 1)": stats.beta(a, 1),
+            "Beta(2 alpha, 2 alpha)": stats.beta(2 * a, 2 * a),
+            "Beta(alpha / 2, alpha / 2)": stats.beta(a / 2, a / 2)}
+
+
+def test_ex62_statistics_both_rates_by_simulation():
+    """Simulated records (the judged lam draws of one check): a correct answer passes all 3000
+    of them at the ends of both alpha ranges; every confusion fails every one of 300."""
+    from helpers.checks.lesson06 import MIX_LAMS, _beta_fail
+    rng = np.random.default_rng(62)
+    for a in (0.2, 0.3, 3.0, 4.0):
+        bad = sum(_beta_fail(rng.beta(a, a, MIX_LAMS), a) is not None for _ in range(3000))
+        assert bad == 0, (a, bad)
+        for name, d in _beta_confusions(a).items():
+            passed = sum(_beta_fail(d.rvs(MIX_LAMS, random_state=rng), a) is None for _ in range(300))
+            assert passed == 0, (a, name, passed)          # at either alpha alone, already
+        larger = np.maximum(l := rng.beta(a, a, MIX_LAMS), 1 - l)
+        assert "larger of lam" in _beta_fail(larger, a)
+
+
+def test_ex62_statistics_analytic_bounds():
+    """Bernstein's inequality (exact, no normal approximation): a correct answer fails each of
+    the 3 tests per alpha with probability <= 1e-7 by construction (6e-7 for the check); each
+    confusion passes the tests at one alpha or the other with probability <= 1e-6, at every
+    alpha of the seed's ranges."""
+    import math
+
+    from scipy import stats
+
+    from helpers.checks.lesson06 import MIX_LAMS, _bernstein, _beta_moments
+    n = MIX_LAMS
+    q = np.linspace(0, 1, 100_001)[1:-1]
+
+    def pass_bound(d, a):
+        """Upper bound on P(the spread and mean tests both pass) for draws from d."""
+        v, sd = _beta_moments(a)
+        x = d.ppf(q)
+        sq, sq_sd = float(((x - 0.5) ** 2).mean()), float(((x - 0.5) ** 2).std())
+        mean, mean_sd = float(x.mean()), float(x.std())
+        out = []
+        for got, got_sd, want, t0, bound in ((sq, sq_sd, v, _bernstein(sd, max(v, 0.25 - v), n), 0.25),
+                                            (mean, mean_sd, 0.5, _bernstein(math.sqrt(v), 0.5, n), 1.0)):
+            gap = abs(got - want) - t0
+            out.append(1.0 if gap <= 0 else
+                       2 * math.exp(-n * gap * gap / (2 * got_sd ** 2 + 2 * bound * gap / 3)))
+        return min(out)
+
+    lows, highs = np.linspace(0.2, 0.3, 6), np.linspace(3.0, 4.0, 6)
+    for name in _beta_confusions(1.0):
+        worst = min(max(pass_bound(_beta_confusions(a)[name], a) for a in lows),
+                    max(pass_bound(_beta_confusions(a)[name], a) for a in highs))
+        assert worst <= 1e-6, (name, worst)
+    # and the false-failure side: the DKW and Bernstein thresholds are set at 1e-7 per test
+    from helpers.checks.lesson06 import _dkw
+    assert 2 * math.exp(-2 * n * _dkw(n) ** 2) <= 1.0001e-7
+
+
+def _simulated_s_hat(rng, r, variant, n):
+    from helpers.checks.lesson06 import CUT_H, CUT_W, box_size, cut_boxes
+    return box_size(*cut_boxes(r, CUT_H, CUT_W, variant, rng), CUT_H, CUT_W)
+
+
+def test_ex64_statistics_both_rates_by_simulation():
+    """Simulated records of the box sizes (the calls whose box can be read, ~23/24 of them):
+    every way of rounding passes 200 records at the ends of both alpha ranges; uniform r,
+    Beta(alpha, 1), Beta(2 alpha, 2 alpha), Beta(alpha / 2, alpha / 2) and sides linear in
+    (1 - r) fail all 200 at one alpha of the two ranges at least."""
+    from helpers.checks.lesson06 import CUT_CALLS, CUT_H, CUT_VARIANTS, CUT_W, cut_size_test
+    rng = np.random.default_rng(64)
+    n = CUT_CALLS * 23 // 24
+    for a in (0.22, 0.3, 3.0, 4.0):
+        for v in CUT_VARIANTS:
+            bad = sum(cut_size_test(_simulated_s_hat(rng, rng.beta(a, a, n), v, n), a, CUT_H, CUT_W)
+                      is not None for _ in range(200))
+            assert bad == 0, (a, v, bad)
+    confusions = {"uniform": lambda a, k: rng.random(k), "Beta(alpha, 1)": lambda a, k: rng.beta(a, 1, k),
+                  "Beta(2 alpha, 2 alpha)": lambda a, k: rng.beta(2 * a, 2 * a, k),
+                  "Beta(alpha / 2, alpha / 2)": lambda a, k: rng.beta(a / 2, a / 2, k),
+                  "linear sides": lambda a, k: 1 - (1 - rng.beta(a, a, k)) ** 2}
+    for name, draw in confusions.items():
+        caught = []
+        for lo_a, hi_a in ((0.22, 3.0), (0.3, 4.0), (0.26, 3.5)):
+            lo = sum(cut_size_test(_simulated_s_hat(rng, draw(lo_a, n), "official", n), lo_a, CUT_H, CUT_W)
+                     is None for _ in range(100))
+            hi = sum(cut_size_test(_simulated_s_hat(rng, draw(hi_a, n), "official", n), hi_a, CUT_H, CUT_W)
+                     is None for _ in range(100))
+            caught.append(min(lo, hi))
+        assert max(caught) == 0, (name, caught)
+
+
+def test_ex64_statistics_analytic_bounds():
+    """Normal approximation for the two statistics (means of ~1050 bounded values): each
+    correct rounding's expectation lies inside the accepted range, so it fails a test with
+    probability <= 2 Phi(-5.3) = 1.2e-7; each confusion's expectation lies at least
+    4.75 of its own standard errors beyond the accepted range (P(pass) <= 1e-6) at one alpha
+    of the two ranges at least, at every alpha of them."""
+    import math
+
+    from helpers.checks.lesson06 import (CUT_CALLS, CUT_H, CUT_VARIANTS, CUT_W, CUT_Z,
+                                         cut_null)
+    rng = np.random.default_rng(640)
+    n = CUT_CALLS * 23 // 24
+    N = 200_000
+
+    def z_out(a, r, variant="official"):
+        """How far (in the sample's own standard errors) the statistic lands outside the
+        accepted range; negative: inside."""
+        null = cut_null(float(a), CUT_H, CUT_W)
+        sh = _simulated_s_hat(rng, r, variant, N)
+        best = -np.inf
+        for name, f in (("mean", lambda v: v), ("spread", lambda v: (v - null["c"]) ** 2)):
+            lo, hi, sd0 = null[name]
+            vals = f(sh)
+            m, sd = float(vals.mean()), float(vals.std())
+            margin = CUT_Z * sd0 / math.sqrt(n)
+            gap = max(lo - margin - m, m - hi - margin)
+            best = max(best, gap / (sd / math.sqrt(n)))
+        return best
+
+    for a in (0.22, 0.3, 3.0, 4.0):
+        for v in CUT_VARIANTS:
+            null = cut_null(float(a), CUT_H, CUT_W)
+            sh = _simulated_s_hat(rng, rng.beta(a, a, N), v, N)
+            for name, f in (("mean", lambda x: x), ("spread", lambda x: (x - null["c"]) ** 2)):
+                lo, hi, _ = null[name]
+                assert lo <= float(f(sh).mean()) <= hi, (a, v, name)
+    confusions = {"uniform": lambda a: rng.random(N), "Beta(alpha, 1)": lambda a: rng.beta(a, 1, N),
+                  "Beta(2 alpha, 2 alpha)": lambda a: rng.beta(2 * a, 2 * a, N),
+                  "Beta(alpha / 2, alpha / 2)": lambda a: rng.beta(a / 2, a / 2, N),
+                  "linear sides": lambda a: 1 - (1 - rng.beta(a, a, N)) ** 2}
+    for name, draw in confusions.items():
+        low = min(z_out(a, draw(a)) for a in np.linspace(0.22, 0.3, 3))
+        high = min(z_out(a, draw(a)) for a in np.linspace(3.0, 4.0, 3))
+        assert max(low, high) >= 4.75, (name, low, high)
+
+
+# ---------------------------------------------------------------- every sentence of the texts
+
+def flip_float64(x, p, generator=None):
+    return flip_reference(x, p, generator).double()
+
+
+def loss_scatter_sum(logits, y_a, y_b, lam):
+    return loss_reference(logits, y_a, y_b, lam) * len(logits)
+
+
+REQUIREMENTS = {
+    "ex6.1": [
+        ("return a new tensor (a torch tensor)", flip_numpy_output, "NumPy array"),
+        ("of the same dtype", flip_float64, "keep the input's dtype"),
+        ("each image, independently", flip_whole_batch, "whole batch"),
+        ("... with probability p (no fixed count)", flip_fixed_count, "images were flipped in every call"),
+        ("mirrored left-right (the width axis)",
+         lambda x, p, g=None: torch.where((torch.rand(len(x), generator=g) < p)[:, None, None, None],
+                                          x.flip(-2), x), "height axis"),
+        ("all its channels together", flip_per_channel, "channels of one image were flipped independently"),
+        ("p is the probability of flipping",
+         lambda x, p, g=None: torch.where((torch.rand(len(x), generator=g) > p)[:, None, None, None],
+                                          x.flip(-1), x), "probability of *keeping*"),
+        ("Do not modify x", flip_in_place, "changed its input"),
+    ],
+    "ex6.2": [
+        ("lam ~ Beta(alpha, alpha) (not uniform)", mix_with(lambda a: np.random.rand()), "uniform draws"),
+        ("... both shape parameters alpha", mix_with(lambda a: np.random.beta(a, 1.0)), "Beta(alpha, 1)"),
+        ("one lam (per batch)", mix_lambda_per_sample_hidden, "a lambda per sample"),
+        ("one random permutation", mix_two_permutations, "two permutations"),
+        ("x_mixed = lam * x + (1 - lam) * x[perm]", mix_one_minus_lam, "1 - lam and lam are swapped"),
+        ("y_a = y, y_b = y[perm]", mix_swapped_labels, "y_a and y_b are swapped"),
+        ("lam a Python float or a 0-d tensor", mix_lam_shape_one, "return a single number"),
+        ("Do not modify the inputs", mix_in_place, "changed its inputs"),
+    ],
+    "ex6.3": [
+        ("averaged over the batch (not summed)", loss_scatter_sum, "the sum over the batch"),
+        ("... one number", lambda lo, a, b, lam: lam * F.cross_entropy(lo, a, reduction="none")
+         + (1 - lam) * F.cross_entropy(lo, b, reduction="none"), "one per sample"),
+        ("the mixed target: lam on y_a, 1 - lam on y_b",
+         lambda lo, a, b, lam: (1 - lam) * F.cross_entropy(lo, a) + lam * F.cross_entropy(lo, b),
+         "weights are swapped"),
+        ("both labels count", lambda lo, a, b, lam: lam * F.cross_entropy(lo, a), "only one of the two terms"),
+        ("when both labels are one class, the weights add up", loss_scatter_overwrites,
+         "the two weights add up"),
+        ("a tensor that backward() can go through",
+         lambda lo, a, b, lam: loss_reference(lo, a, b, lam).detach(), "does not require grad"),
+        ("... a tensor, not a number", lambda lo, a, b, lam: loss_reference(lo, a, b, lam).item(),
+         "plain number"),
+        ("finite even for logits in the thousands",
+         lambda lo, a, b, lam: -(lam * torch.log(lo.softmax(1))[torch.arange(len(a)), a]
+                                 + (1 - lam) * torch.log(lo.softmax(1))[torch.arange(len(b)), b]).mean(),
+         "underflows"),
+    ],
+    "ex6.4": [
+        ("one r ~ Beta(alpha, alpha)", _cut_with(r_fn=lambda a: np.random.rand()), "Beta draw"),
+        ("one permutation (for pixels and labels)",
+         _cut_with(yb_fn=lambda y, perm: y[torch.randperm(len(y))]), "one permutation"),
+        ("one box, the same for every image", _cut_with(per_image=True), "ONE box per batch"),
+        ("sides about sqrt(1 - r) times H and W", _cut_with(box_fn=_linear_sides), "square root"),
+        ("... H with H and W with W", _cut_with(box_fn=_swapped_sides), "swapped"),
+        ("its centre uniform over the image, clipped", _cut_with(box_fn=_never_clips), "always fits"),
+        ("inside the box the partner's pixels", _cut_with(reverse=True), "roles are reversed"),
+        ("... of its partner, not its own", cut_from_itself, "pasted from the image itself"),
+        ("a permutation (a partner)", cut_identity, "paired with itself"),
+        ("y_b those of the partners", _cut_with(yb_fn=lambda y, perm: y.clone()), "labels were not permuted"),
+        ("lam the exact fraction of pixels kept", _cut_with(lam_fn=lambda r, frac: r), "not the Beta draw"),
+        ("... kept from x (not pasted)", _cut_with(lam_fn=lambda r, frac: frac), "the pasted fraction"),
+        ("lam a float or a 0-d tensor", cut_lam_shape_one, "return a single number"),
+        ("Do not modify the inputs", cut_in_place, "changed its inputs"),
+        ("keep the dtype (float64, uint8)", cut_via_float, "keep the input's dtype"),
+    ],
+}
+REFERENCE = {"ex6.1": ("x.flip(-1)", "torch.where(flip", "torch.rand(x.shape[0]"),
+             "ex6.2": ("lam * x + (1 - lam) * x[perm]", "lam*x + (1-lam)*x[perm]", "torch.randperm("),
+             "ex6.3": ("lam * F.cross_entropy", "F.cross_entropy(logits, y_a)", "lam * CE(",
+                       "(1 - lam) * CE("),
+             "ex6.4": ("1 - area / (h * w)", "1 - (b - t)", "sqrt(1 - r) * h", "int(h * s)")}
+
+
+@pytest.mark.parametrize("ex,sentence,answer,hint", [
+    pytest.param(ex, sentence, answer, hint, id=f"{ex}-{i}")
+    for ex, rows in REQUIREMENTS.items() for i, (sentence, answer, hint) in enumerate(rows)])
+def test_requirements_enforced(ex, sentence, answer, hint):
+    for seed in (0, 1, 12345):
+        v = verdict(ex, answer, seed)
+        assert v.status in ("failed", "error") and hint in v.message, (sentence, seed, v.text())
+        for expr in REFERENCE[ex]:
+            assert expr not in v.message, (expr, v.message)
