@@ -146,6 +146,7 @@ def test_ex12_correct(fn, seed):
     (lambda x, y, d: fit_lstsq(x, y, d)[::-1], "reverse order"),
     (lambda x, y, d: fit_lstsq(x, y, d - 1) if d > 0 else fit_lstsq(x, y, 0)[:0], "coefficient is missing"),
     (lambda x, y, d: fit_lstsq(x, y, d) * 1.01, "not the least-squares"),
+    (lambda x, y, d: np.linalg.lstsq(pf_reference(x, d), y, rcond=None), "whole result of a least-squares solver"),
 ])
 def test_ex12_mistakes(fn, hint, seed):
     assert_fails("ex1.2", fn, hint, seed)
@@ -972,3 +973,16 @@ def test_bias_variance_experiment():
     params = inspect.signature(bias_variance_experiment).parameters
     assert [p for p in params.values() if p.default is inspect.Parameter.empty] == [params["degrees"]]
     assert verdict("ex1.3", lambda p, f: bias_variance_experiment(p)).status != "passed"
+
+
+def test_half_precision_results_are_told_right_up_to_dtype():
+    def pf_half(x, degree):
+        return pf_torch(x, degree).half()
+
+    def cv_half(x, y, degrees, k):
+        best, cv = cv_reference(x, y, degrees, k)
+        return best, torch.tensor(cv, dtype=torch.float16)
+
+    for seed in (0, 1):
+        assert_fails("ex1.1", pf_half, "right up to that dtype", seed)
+        assert_fails("ex1.4", cv_half, "right up to that dtype", seed)

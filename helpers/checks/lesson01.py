@@ -43,6 +43,14 @@ def _probe_cases(fn, cases):
     return out
 
 
+def _low_precision(label, v, a, ref, what="the result"):
+    """Fail with a dtype hint when an answer is right only up to a half-precision dtype."""
+    dtype = getattr(v, "dtype", None)
+    if dtype in ("float16", "bfloat16") and close(a, ref, rtol=2e-2, atol=1e-2):
+        raise Fail(f"{label}: {what} is {dtype}; its values are right up to that dtype's "
+                   "rounding, which is too coarse here. Compute and return float32 or float64.")
+
+
 def _changed(got, *originals) -> bool:
     """The judge's verdict on a probe entry: did the call modify any of ``originals``?"""
     return input_changed(got.get("inputs_after"), *originals)
@@ -100,6 +108,8 @@ def judge_features(data, seed):
                              "these are the powers of x cut to whole numbers: x was turned into "
                              "an integer dtype somewhere (np.int, astype(int), an integer "
                              "array). Keep x as floats."))
+        if not close(a, ref, **tol):
+            _low_precision(label, got["result"], a, ref)
         expect_close(label, a, ref, mistakes, "Column j must be x**j for every sample.", **tol)
     return None
 
@@ -137,7 +147,13 @@ def judge_fit(data, seed):
     for (label, x, y, d), got in zip(_fit_cases(seed), data, strict=True):
         V = _vander(x, d)
         ref = _lstsq(x, y, d)
-        a = as_array(got["result"], "fit_polynomial(x, y, degree)").reshape(-1)
+        res = got["result"]
+        if isinstance(res, (list, tuple)) and len(res) == 4 and isinstance(res[0], Value) \
+                and isinstance(res[0].value, np.ndarray) and res[0].value.size == d + 1:
+            raise Fail(f"{label}: you returned a tuple of 4 values, the whole result of a "
+                       "least-squares solver (solution, residuals, rank, singular values); "
+                       "return only the coefficients, its first entry.")
+        a = as_array(res, "fit_polynomial(x, y, degree)").reshape(-1)
         if a.shape != ref.shape:
             extra = (" One coefficient is missing: a degree-d polynomial has d+1 coefficients."
                      if a.size == d else "")
@@ -148,6 +164,7 @@ def judge_fit(data, seed):
         scale = float(np.sqrt(np.mean(y ** 2))) + 1e-12
         if max_err(V @ a, V @ ref) <= 1e-4 * scale:
             continue
+        _low_precision(label, res, a, ref, "the coefficient array")
         match_mistake(label, a, [(ref[::-1] if d > 0 else None,
                                   "the coefficients are in reverse order. Return them lowest "
                                   "power first (np.polyfit returns the highest power first).")],
@@ -562,6 +579,7 @@ def judge_cv(data, seed):
         ref = _cv(x, y, degrees, k)
         tol = dict(rtol=1e-4, atol=1e-10)        # float32-level fits
         if not close(cv, ref, **tol):
+            _low_precision(label, res[1], cv, ref, "cv_mse")
             where = f"{label}: cv_mse is wrong (largest difference {max_err(cv, ref):.3g})"
             match_mistake(where, cv, [
                 (_cv(x, y, degrees, k, folds="contiguous"),
