@@ -306,8 +306,9 @@ def forbidden_in_source(source: str, forbid=(), words=(), own=frozenset()) -> li
             found += [targets[m] for m in mod if m in targets]
         elif isinstance(node, ast.Import):
             found += [targets[m] for a in node.names for m in a.name.split(".") if m in targets]
-        elif isinstance(node, ast.keyword) and node.arg in targets:
-            found.append(targets[node.arg])
+        elif isinstance(node, ast.keyword) and node.arg in targets and not (
+                isinstance(node.value, ast.Constant) and node.value.value in (0, 0.0, None, False)):
+            found.append(targets[node.arg])   # label_smoothing=0.0 asks for nothing
     return sorted(set(found))
 
 
@@ -753,8 +754,11 @@ def _watch_table(forbid, watch_if=()) -> _Table:
                 codes.setdefault(init, (dotted, condition))
             continue
         fn = getattr(target, "__func__", target)
-        if not hasattr(fn, "__code__"):        # NumPy's array-function dispatchers
-            fn = getattr(fn, "__wrapped__", fn)
+        for _ in range(8):                     # decorators (scikit-learn's validate_params wraps
+            inner = getattr(fn, "__wrapped__", None)   # many functions in one shared code
+            if inner is None or not callable(inner):   # object), NumPy's dispatchers: the
+                break                                  # function's own code is what is watched
+            fn = inner
         code = getattr(fn, "__code__", None)
         if code is not None:
             codes[code] = (dotted, condition)
@@ -863,13 +867,18 @@ def learner_code():
     table = state.table
     codes, builtins, prefixes = table.codes, table.builtins, table.prefixes
 
+    busy = []                                 # set while a watch_if condition runs
+
     def record(entry, args):
         name, condition = entry[0], entry[1]
         if condition is not None:
+            busy.append(True)                 # the condition is the course's code, not the learner's
             try:
                 name = condition(args)
             except Exception:  # noqa: BLE001 - odd arguments: the call itself will say so
                 name = None
+            finally:
+                busy.pop()
         if name:
             state.used.append(_public_name(name))
 
@@ -907,6 +916,8 @@ def learner_code():
     closing = False
 
     def hook(frame, event, arg):
+        if busy:
+            return
         if event == "call":
             on_call(frame)
         elif event == "c_call":
