@@ -782,14 +782,16 @@ def judge_sgd(data, seed):
     return None
 
 
-# any torch.optim optimizer or its functional form (core matches the package prefix)
-OPTIM_FORBID = ("torch.optim.*",)
+# any torch.optim optimizer or its functional form (core matches the package prefix); the
+# optimizer each exercise replaces is named too, so that the hint names the call
+SGD_FORBID = ("torch.optim.*", "torch.optim.SGD")
+ADAMW_FORBID = ("torch.optim.*", "torch.optim.AdamW", "torch.optim.Adam")
 SGD_HINT = ("write the update with tensor arithmetic: the gradient that SGD uses when "
             "weight_decay is set, then the step.")
 ADAMW_HINT = ("write the step with tensor arithmetic: the decoupled decay, the two moments, "
               "their bias corrections and the update.")
 
-exercise("ex2.6", "sgd_step", probe_sgd, judge_sgd, forbid=OPTIM_FORBID, forbid_hint=SGD_HINT)
+exercise("ex2.6", "sgd_step", probe_sgd, judge_sgd, forbid=SGD_FORBID, forbid_hint=SGD_HINT)
 
 
 # ================================================================== ex2.7 adamw_step
@@ -950,7 +952,7 @@ def judge_adamw(data, seed):
     return None
 
 
-exercise("ex2.7", "adamw_step", probe_adamw, judge_adamw, forbid=OPTIM_FORBID,
+exercise("ex2.7", "adamw_step", probe_adamw, judge_adamw, forbid=ADAMW_FORBID,
          forbid_hint=ADAMW_HINT)
 
 
