@@ -76,6 +76,7 @@ def ridge_inplace(X, y, lam):
      "not the ridge weights"),
     (lambda X, y, lam: np.append(ridge_solve(X, y, lam), 0.0), "no intercept"),
     (ridge_inplace, "in place"),
+    (lambda X, y, lam: ridge_solve(X, y, lam) / 0.0, "inf or nan"),
 ])
 def test_ex21_mistakes(fn, hint, seed):
     assert_fails("ex2.1", fn, hint, seed)

@@ -99,7 +99,8 @@ def judge_ridge(data, seed):
             continue
         if not np.all(np.isfinite(a)):
             raise Fail(f"{label}: the result contains inf or nan. With more features than "
-                       "samples X^T X is singular: only X^T X + lam * I (lam > 0) is invertible.")
+                       "samples X^T X alone is singular: it is the penalty's term (lam > 0) that "
+                       "makes the system solvable; did a division or an inverse go wrong?")
         if lam == 0:
             raise Fail(f"{label}: with lam = 0 the objective is plain least squares, and X has "
                        "full column rank here: the answer must be the ordinary least-squares "
