@@ -271,13 +271,16 @@ def test_same_bytes_from_two_learners_both_graded_and_flagged(tmp_path):
     os.link(sub / "erin" / "07_early_stopping.ipynb", sub / "aaron" / "07_early_stopping.ipynb")
     (sub / "zoe" / "07_early_stopping.ipynb").write_bytes(_stub())   # a stub: not flagged
     (sub / "erin" / "07_early_stopping (1).ipynb").write_bytes(_stub())
+    (sub / "zoe" / "07_early_stopping (2).ipynb").write_bytes(b"")      # empty files: not flagged
+    (sub / "erin" / "07_early_stopping (2).ipynb").write_bytes(b"")
     _, jobs = plan([sub], Options(out=tmp_path / "o", seed=3))
     res = {os.path.relpath(j.result.submission, sub): j for j in jobs}
-    assert len(res) == 4                                  # nothing dropped as a duplicate
+    assert len(res) == 6                                  # nothing dropped as a duplicate
+    assert res["zoe/07_early_stopping (2).ipynb"].result.same_as == []
     assert res["aaron/07_early_stopping.ipynb"].result.same_as == [str(sub / "erin" / "07_early_stopping.ipynb")]
     assert res["erin/07_early_stopping.ipynb"].result.same_as == [str(sub / "aaron" / "07_early_stopping.ipynb")]
     assert res["zoe/07_early_stopping.ipynb"].result.same_as == []
-    assert all(res[k].ref is not None for k in res)      # all are graded
+    assert all(res[k].ref is not None for k in res if "(2)" not in k)  # all notebooks are graded
     r = res["aaron/07_early_stopping.ipynb"].result
     from helpers.grading.runner import Row
     msg = report.gradebook_message(r, Row(r.submission, "07", "ex7.1", 1, 1, "passed", ""))

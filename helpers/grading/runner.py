@@ -740,16 +740,17 @@ def _not_in_assignment(job: _Job, lessons: tuple) -> None:
 def _flag_same_bytes(jobs) -> None:
     """Submissions of different learners with the same bytes: each lists the others in
     ``same_as`` (shown in gradebook.csv's message); all are graded. Untouched stub notebooks
-    (nothing answered) are not flagged: handing in nothing is not copying."""
+    (nothing answered) and files that are no notebook (empty, broken) are not flagged: handing
+    in nothing is not copying."""
     groups: dict[str, list] = {}
     for j in jobs:
-        if j.result.digest:
+        if j.result.digest and not j.error and j.answers:
             groups.setdefault(j.result.digest, []).append(j)
     for group in groups.values():
         if len({j.result.learner for j in group}) < 2:
             continue
-        if all(j.answers and all(a.status == "missing" for a in j.answers.values()) for j in group):
-            continue
+        if all(a.status == "missing" for a in group[0].answers.values()):
+            continue  # the same bytes: the same answers
         for j in group:
             j.result.same_as = [o.result.submission for o in group
                                 if o.result.learner != j.result.learner]
