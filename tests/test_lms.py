@@ -427,3 +427,19 @@ def test_lms_downloads_with_roster(tmp_path):
     assert ivan and all(r["status"] == "error" and "symbolic link" in r["message"] for r in ivan)
     gina = [r for r in rows if "Gina Hale" in r["submission"]]
     assert len(gina) == 1 and "lesson 05" in gina[0]["message"]
+
+
+def test_instructors_guide_lists_what_the_grader_knows():
+    """INSTRUCTORS.md names every download pattern parsed here; the README links it and keeps
+    its first screen for learners (no grading manual before the course map)."""
+    guide = (course.ROOT / "INSTRUCTORS.md").read_text()
+    for pattern in ("<login>_[LATE_]<user id>_<submission id>_<original name>",
+                    "<Full Name>_<number>_assignsubmission_file_",
+                    "<Assignment Name>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>_<original name>",
+                    "--lessons", "--roster", "same file as", "symbolic link"):
+        assert pattern in guide, pattern
+    readme = (course.ROOT / "README.md").read_text()
+    assert "(INSTRUCTORS.md)" in readme
+    first_screen = readme[: readme.index("## Course map")]
+    assert "roster" not in first_screen and "Gradescope" not in first_screen
+    assert "### Threat model" not in readme and "## Threat model" in guide
