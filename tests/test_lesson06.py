@@ -98,10 +98,10 @@ def flip_stub(x, p, generator=None):
 
 
 def test_stubs_are_reported_as_missing():
-    def stub(*args):
-        raise NotImplementedError("exercise: write your answer here")
     for ex in ("ex6.1", "ex6.2", "ex6.3", "ex6.4"):
-        v = run(ex, flip_stub if ex == "ex6.1" else stub)[0]
+        def stub(*args, ex=ex):
+            raise NotImplementedError(f"{ex}: write your answer here")
+        v = run(ex, stub)[0]
         assert v.status == "missing" and "not answered yet" in v.message, v.text()
 
 
@@ -875,3 +875,24 @@ def test_requirements_enforced(ex, sentence, answer, hint):
         assert v.status in ("failed", "error") and hint in v.message, (sentence, seed, v.text())
         for expr in REFERENCE[ex]:
             assert expr not in v.message, (expr, v.message)
+
+
+# ---------------------------------------------------------------- the course's helpers are no answer
+
+def test_wrappers_of_course_helpers_are_refused():
+    """A wrapper of helpers.data.random_flip (a correct flip) or of helpers.data.mixup_soft is
+    refused by core's shortcut rule (calls into `helpers`), whatever its values."""
+    from helpers import data as D
+
+    def flip_wrapper(x, p, generator=None):
+        return D.random_flip(x, generator, p)
+
+    def mix_wrapper(x, y, alpha, generator=None):
+        xm, _ = D.mixup_soft(x, y, alpha, 10, generator)
+        return xm, y, y, 1.0
+
+    for ex, fn in (("ex6.1", flip_wrapper), ("ex6.2", mix_wrapper)):
+        v = run(ex, fn)[0]
+        if v.passed or "helpers" not in v.message:
+            pytest.xfail("core support pending: calls into helpers not refused yet")
+        assert not v.passed and "helpers" in v.message, v.text()

@@ -784,3 +784,30 @@ def test_requirements_enforced(ex, sentence, answer, hint):
         assert v.status == "failed" and hint in v.message, (sentence, seed, v.text())
         for text in REFERENCE_TEXT:
             assert text not in v.message, (text, v.message)
+
+
+def test_wrapper_of_the_lessons_callback_is_refused():
+    """An EarlyStopping that delegates to helpers.training.early_stopping (the lesson's own
+    callback, adapted to ex7.1's contract) is refused by core's shortcut rule."""
+    from helpers.training import History, early_stopping
+
+    class Wrapped:
+        def __init__(self, patience, min_delta=0.0):
+            self.cb, self.h, self.n = early_stopping(patience, min_delta), History(), 0
+            self.best_loss, self.best_epoch = float("inf"), None
+
+        def step(self, val_loss, model):
+            self.n += 1
+            self.h.val_loss.append(val_loss)
+            stop = self.cb(self.n, self.h, model)
+            self.best_loss = self.cb.best_loss
+            self.best_epoch = None if self.cb.best_epoch is None else self.cb.best_epoch - 1
+            return bool(stop)
+
+        def restore_best(self, model):
+            self.cb.restore(model)
+
+    v = verdict("ex7.1", Wrapped)
+    if v.passed or "helpers" not in v.message:
+        pytest.xfail("core support pending: calls into helpers not refused yet")
+    assert v.status == "failed" and "helpers" in v.message, v.text()
