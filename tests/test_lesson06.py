@@ -504,6 +504,17 @@ def cut_via_float(x, y, alpha, generator=None):
     return cut_reference(x.float(), y, alpha, generator)
 
 
+def cut_rolled(x, y, alpha, generator=None):
+    """A fixed pairing (each image with the next one), pixels and labels alike."""
+    n, _, h, w = x.shape
+    r = float(np.random.beta(alpha, alpha))
+    perm = torch.roll(torch.arange(n), 1)
+    t, b, l, rr = _box(h, w, r, np.random.randint(h), np.random.randint(w))
+    xm = x.clone()
+    xm[:, :, t:b, l:rr] = x[perm][:, :, t:b, l:rr]
+    return xm, y, y[perm], 1 - (b - t) * (rr - l) / (h * w)
+
+
 def cut_lam_shape_one(x, y, alpha, generator=None):
     xm, ya, yb, lam = cut_reference(x, y, alpha, generator)
     return xm, ya, yb, torch.tensor([lam])
@@ -516,6 +527,8 @@ def cut_lam_shape_one(x, y, alpha, generator=None):
     (cut_float32, "keep the input's dtype"),
     (cut_via_float, "keep the input's dtype"),
     (cut_lam_shape_one, "return a single number"),
+    (_cut_with(yb_fn=lambda y, perm: y.flip(0)), "one permutation"),
+    (cut_rolled, "the same pairing"),
     (_cut_with(lam_fn=lambda r, frac: frac), "the pasted fraction"),
     (_cut_with(per_image=True), "ONE box per batch"),
     (_cut_with(reverse=True), "roles are reversed"),

@@ -1356,6 +1356,13 @@ def judge_cutmix(data, seed):
                        "pasted from the image itself. Pair the batch with a random permutation "
                        "of itself and paste the partner's pixels.")
         raise Fail(f"x_mixed equalled x in all {K} calls: no box was pasted.")
+    pairings = [tuple(labels[k, 1].tolist()) for k in range(K) if seen[k] and compact[k]]
+    if pairings:
+        top = max(set(pairings), key=pairings.count)
+        if pairings.count(top) > 0.5 * len(pairings):        # a correct answer: about 1 in 23
+            raise Fail(f"the same pairing (y_b = {list(top)}) was used in {pairings.count(top)} of "
+                       f"{len(pairings)} calls. Draw a new random permutation in every call, not "
+                       "a fixed one such as a flip or a roll of the batch.")
     for i, alpha in enumerate(alphas):
         ks = [k for k in range(i * CUT_CALLS, (i + 1) * CUT_CALLS) if seen[k]]
         lam_a = lams[ks]
