@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the assignment's lessons (e.g. 03 or 03,04); a file of another lesson "
                          "gets an error row and no grades.csv column (default: the lessons most "
                          "learners handed in)")
+    ap.add_argument("--report", action="store_true",
+                    help="also write class-report.html beside the gradebook: pass rates, the most "
+                         "frequent mistakes, errors and refusals by cause, the class's predictions")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     return ap
 
@@ -150,6 +153,10 @@ def main(argv=None) -> int:
     report.write_gradebook(results, opts.out)
     report.write_feedback(results, opts.out)
     report.write_grades(results, opts.out, roster, opts.lessons)
+    if args.report:
+        from helpers.grading.classreport import write_class_report
+        graded = [r for r in results if not opts.lessons or r.lesson in opts.lessons]
+        write_class_report(opts.out, [r.predictions for r in graded])
     for line in report.batch_notes(results, opts.lessons, given=lessons is not None, roster=roster):
         print("grade: " + line, file=sys.stderr)
     if not args.quiet:

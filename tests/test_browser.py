@@ -405,3 +405,22 @@ def test_lesson01_run_all_then_move_the_explorer(jupyter_lab, browser_page, arti
         record_property("jupyterlab log", str(server_log))
         record_property("run log", str(run_log))
         print("browser artefacts:", *[str(p) for p in shots.values()], str(run_log), sep="\n  ")
+
+
+def test_class_report_opens_with_its_figures(browser_page, tmp_path):
+    """The class report is one self-contained file: opened from disk in Chromium, its three
+    figures decode and have a size."""
+    import test_class_report as t
+    from helpers.grading import classreport
+
+    t._write(tmp_path, t.GRADEBOOK, t.GRADES)
+    path = classreport.write_class_report(tmp_path, t.PREDS)
+    page = browser_page
+    page.goto(path.resolve().as_uri())
+    sizes = page.evaluate("""async () => {
+      const imgs = [...document.querySelectorAll('img')];
+      await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+      return imgs.map(i => [i.naturalWidth, i.naturalHeight]);
+    }""")
+    assert len(sizes) == 3 and all(w > 100 and h > 100 for w, h in sizes), sizes
+    assert page.locator("h1").inner_text() == "Class report"

@@ -79,3 +79,58 @@ def test_the_page_is_self_contained_and_anonymous(tmp_path):
     for name in ("alice", "bob", "carol", "dan", "123456789", "01.ipynb"):
         assert name not in page
     assert "100 % expected" in page and "batch norm regularizes here" in page
+
+
+@pytest.mark.slow
+def test_graded_with_report_the_page_agrees_with_the_gradebook(tmp_path):
+    """The CLI with --report on honest, wrong and stub submissions of lesson 07 (one carrying
+    two resolved predictions): every pass rate in the page is the gradebook's, and the
+    predictions reach grades.csv and the page."""
+    import shutil
+    import subprocess
+    import sys
+
+    import nbformat
+
+    from helpers import course
+    from helpers.predict import RECORD_KEY
+
+    subs = tmp_path / "subs"
+    for who in ("ann", "ben", "cat"):
+        (subs / who).mkdir(parents=True)
+    honest = nbformat.read(course.SOLUTIONS / "07_early_stopping.ipynb", as_version=4)
+    honest.cells.append(nbformat.v4.new_code_cell("resolve(...)", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/plain": "p7.1"}, metadata={
+            RECORD_KEY: {"id": f"p7.{k}", "p": 0.8, "outcome": k == 1, "lesson": "07",
+                         "statement": f"statement {k}"}}) for k in (1, 2)]))
+    nbformat.write(honest, subs / "ann" / "07_early_stopping.ipynb")
+    shutil.copy(course.EXERCISES / "07_early_stopping.ipynb", subs / "ben" / "07_early_stopping.ipynb")
+    wrong = nbformat.read(course.SOLUTIONS / "07_early_stopping.ipynb", as_version=4)
+    for c in wrong.cells:
+        if c.get("metadata", {}).get("course", {}).get("exercise") == "ex7.2" and \
+                c["metadata"]["course"].get("role") == "answer":
+            c.source = ("import math\ndef cosine_lr(step, total_steps, lr_max, lr_min=0.0):\n"
+                        "    return lr_min + (lr_max - lr_min) * (1 + math.cos(step / total_steps)) / 2\n")
+    nbformat.write(wrong, subs / "cat" / "07_early_stopping.ipynb")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "helpers.grade", str(subs), "--out", str(out),
+                           "--jobs", "2", "--report", "-q"], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = (out / classreport.REPORT_NAME).read_text()
+    gb = list(csv.DictReader(open(out / "gradebook.csv")))
+    table = re.search(r"<table id='pass-rates'>(.*?)</table>", page, re.S).group(1)
+    for ex in sorted({r["exercise"] for r in gb}):
+        mine = [r for r in gb if r["exercise"] == ex]
+        passed = sum(r["status"] == "passed" for r in mine)
+        row = re.search(rf"<tr><td>{re.escape(ex)}</td>(.*?)</tr>", table).group(1)
+        nums = re.findall(r">(\d+)<", row)
+        assert int(nums[0]) == len(mine) and int(nums[1]) == passed, (ex, row)
+        assert f"{round(100 * passed / len(mine))} %" in row
+    grades = {r["learner"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert grades["ann"]["predictions_07"] == "2" and grades["ben"]["predictions_07"] == "0"
+    assert "2 predictions resolved" in page and "statement 2" in page
+    for who in ("ann", "ben", "cat"):
+        assert who not in page
+    seed = gb[0]["seed"]
+    assert seed and seed not in page

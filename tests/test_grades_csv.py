@@ -23,6 +23,11 @@ def _result(sub, learner, lesson, statuses):
     return r
 
 
+def _with_predictions(r, n):
+    r.predictions = [{"id": f"p1.{k + 1}", "p": 0.5, "outcome": True} for k in range(n)]
+    return r
+
+
 def test_learner_is_first_folder_else_stem(tmp_path):
     (tmp_path / "sub" / "alice" / "deep").mkdir(parents=True)
     assert learner_of(str(tmp_path / "sub"), tmp_path / "sub" / "alice" / "deep" / "03_dropout.ipynb") == "alice"
@@ -33,7 +38,7 @@ def test_learner_is_first_folder_else_stem(tmp_path):
 def test_table_one_row_per_learner_several_lessons():
     n1, n3 = len(lesson_exercises("01")), len(lesson_exercises("03"))
     results = [
-        _result("s/alice/01.ipynb", "alice", "01", ["passed"] * n1),
+        _with_predictions(_result("s/alice/01.ipynb", "alice", "01", ["passed"] * n1), 2),
         _result("s/alice/03.ipynb", "alice", "03", ["passed"] + ["failed"] * (n3 - 1)),
         _result("s/bob/01.ipynb", "bob", "01", ["failed"] * n1),
         _result("s/bob/01 (1).ipynb", "bob", "01", ["passed", "passed"] + ["failed"] * (n1 - 2)),
@@ -44,9 +49,11 @@ def test_table_one_row_per_learner_several_lessons():
     ids1 = [e.id for e in lesson_exercises("01")]
     ids3 = [e.id for e in lesson_exercises("03")]
     assert header == (["learner", "student_id"] + ids1 + ids3 + ["lesson_01", "lesson_03", "total",
-                                                                 "max_total", "percentage"])
+                                                                 "max_total", "percentage",
+                                                                 "predictions_01", "predictions_03"])
     rows = {r[0]: dict(zip(header, r)) for r in table}
     assert list(rows) == ["carol", "alice", "bob", "eve"]  # roster order first, then as found
+    assert rows["alice"]["predictions_01"] == 2 and rows["alice"]["predictions_03"] == 0
     mx = sum(e.points for e in lesson_exercises("01") + lesson_exercises("03"))
     a = rows["alice"]
     assert (a["student_id"], a["lesson_01"], a["lesson_03"], a["total"], a["max_total"]) == \

@@ -108,6 +108,12 @@ def feedback_text(r: Result) -> str:
             lines.append("")
             lines.append(f"Note: {_md(n)}")
         lines.append("")
+    if r.predictions:
+        from helpers.predict import summary as prediction_summary
+        ps = prediction_summary(r.predictions)
+        lines += ["## Your predictions (they never cost points)", "",
+                  f"{ps['n']} resolved: mean Brier score {ps['brier']:.3f} (a coin scores 0.250), "
+                  f"mean log score {ps['log_score']:.3f} (a coin: 0.693).", ""]
     lines += ["---", f"isolation: {r.isolation or 'none (not run)'}", ""]
     return "\n".join(lines)
 
@@ -154,7 +160,8 @@ def grades_table(results: list[Result], roster: dict[str, str] | None = None,
     """The wide table: ``(header, rows)``, one row per learner.
 
     Columns: ``learner``, ``student_id``, one per exercise (points), one per lesson
-    (``lesson_NN``, points), ``total``, ``max_total``, ``percentage``. Every lesson of the
+    (``lesson_NN``, points), ``total``, ``max_total``, ``percentage``, then one per lesson
+    (``predictions_NN``: how many predictions the counted submission resolved; never points). Every lesson of the
     assignment (``lessons``; default: every lesson graded in the run) counts for every learner
     (no submission: 0 points); a submission of another lesson changes no column. When a learner
     submitted one lesson more than once, the submission with the most points counts. Rows: the
@@ -190,7 +197,7 @@ def grades_table(results: list[Result], roster: dict[str, str] | None = None,
             best[key] = r
     ex_cols = [e for lesson in lessons for e, _ in exercises[lesson]]
     header = (["learner", "student_id"] + ex_cols + [f"lesson_{l}" for l in lessons]
-              + ["total", "max_total", "percentage"])
+              + ["total", "max_total", "percentage"] + [f"predictions_{l}" for l in lessons])
     max_total = sum(p for lesson in lessons for _, p in exercises[lesson])
     table = []
     for who in learners:
@@ -204,8 +211,9 @@ def grades_table(results: list[Result], roster: dict[str, str] | None = None,
             per_lesson[lesson] = sum(pts[e] for e, _ in exercises[lesson])
         total = sum(per_lesson.values())
         pct = 100.0 * total / max_total if max_total else 0.0
+        made = [len(best[(who, l)].predictions) if (who, l) in best else 0 for l in lessons]
         table.append([who, (roster or {}).get(who, "")] + [pts[e] for e in ex_cols]
-                     + [per_lesson[l] for l in lessons] + [total, max_total, round(pct, 2)])
+                     + [per_lesson[l] for l in lessons] + [total, max_total, round(pct, 2)] + made)
     return header, table
 
 

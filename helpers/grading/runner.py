@@ -99,6 +99,7 @@ class Result:
     isolation: str = ""
     seconds: float = 0.0
     feedback: str = ""             # file name in DIR/feedback/
+    predictions: list = field(default_factory=list)  # resolved predictions the file carries (helpers.predict)
     seed: int | None = None        # the case seed it was judged with (gradebook only)
     learner: str = ""              # the roster learner it matched, else what its path says
     who: Who | None = None         # what its folder or download name says (learners.who_of)
@@ -530,6 +531,15 @@ class _Job:
     error: str = ""               # why it could not be read or parsed, if it could not
 
 
+def _predictions(nb) -> list:
+    """The resolved predictions a submitted notebook carries (they never cost points)."""
+    from helpers.predict import in_notebook
+    try:
+        return in_notebook(nb)
+    except Exception:  # noqa: BLE001 - a malformed record is no prediction
+        return []
+
+
 def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
     """Parse a submission and find its answers (no learner code runs)."""
     res = Result(submission=label, path=path)
@@ -539,6 +549,7 @@ def prepare(label: str, path: Path, data, refs: dict, opts: Options) -> _Job:
         if isinstance(data, SubmissionError):
             raise data
         nb = parse_notebook(data)
+        res.predictions = _predictions(nb)
         lesson = lesson_of(nb, path.name)
         if lesson is not None:
             job.lesson_rule = ("its file name says so" if lesson_of(nb, "") is None
