@@ -50,6 +50,16 @@ class Prediction:
     p: float = 0.5
     touched: bool = False
 
+    def _ipython_display_(self):
+        """Nothing more under the cell: predict() has shown the statement already."""
+
+
+class Resolved(dict):
+    """The record :func:`resolve` returns (a dict); as a cell's last value it shows nothing more."""
+
+    def _ipython_display_(self):
+        pass
+
 
 _OPEN: dict[str, Prediction] = {}
 
@@ -128,9 +138,9 @@ def resolve(pid: str, outcome: bool, evidence: str = "", lesson: str | None = No
     Brier and log score, persist it, and emit it in the output's metadata. Returns the record."""
     pred = _OPEN.get(pid) or Prediction(pid, "", 0.5)
     outcome = bool(outcome)
-    rec = {"id": pid, "statement": pred.statement, "p": round(pred.p, 4), "outcome": outcome,
+    rec = Resolved({"id": pid, "statement": pred.statement, "p": round(pred.p, 4), "outcome": outcome,
            "brier": round(brier(pred.p, outcome), 4), "log_score": round(log_score(pred.p, outcome), 4),
-           "lesson": lesson or pid[1:].split(".")[0].zfill(2)}
+           "lesson": lesson or pid[1:].split(".")[0].zfill(2)})
     text = (f"{pid}: {'TRUE' if outcome else 'FALSE'} on this run"
             + (f" ({evidence})" if evidence else "")
             + f". You said {pred.p:.0%}: Brier score {rec['brier']:.3f} (0 is perfect, 0.25 is "
@@ -147,7 +157,7 @@ def resolve(pid: str, outcome: bool, evidence: str = "", lesson: str | None = No
         from IPython import get_ipython
         if get_ipython() is not None:
             from IPython.display import display
-            display({"text/plain": text}, raw=True, metadata={RECORD_KEY: rec})
+            display({"text/plain": text}, raw=True, metadata={RECORD_KEY: dict(rec)})
             return rec
     except ImportError:
         pass
