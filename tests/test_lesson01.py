@@ -975,6 +975,41 @@ def test_bias_variance_experiment():
     assert verdict("ex1.3", lambda p, f: bias_variance_experiment(p)).status != "passed"
 
 
+def test_bias_variance_standard_errors_are_the_jackknife():
+    """The Monte-Carlo standard errors lesson 01 prints: bias² and variance by the jackknife over
+    the training sets (the closed-form leave-one-out equals recomputing without each set), the
+    measured MSE as sd / sqrt(R)."""
+    from helpers.experiments import _jackknife_bias_variance_se, bias_variance_experiment
+
+    rng = np.random.default_rng(5)
+    preds = rng.standard_normal((12, 7)) * 2.0 + 0.3
+    truth = rng.standard_normal(7)
+    R = preds.shape[0]
+
+    def estimate(p):
+        variance = p.var(axis=0, ddof=1).mean()
+        return np.mean((p.mean(axis=0) - truth) ** 2) - variance / len(p), variance
+
+    loo = np.array([estimate(np.delete(preds, r, axis=0)) for r in range(R)])
+    expected = np.sqrt((R - 1) / R * np.sum((loo - loo.mean(axis=0)) ** 2, axis=0))
+    np.testing.assert_allclose(_jackknife_bias_variance_se(preds, truth), expected, rtol=1e-10)
+
+    r = bias_variance_experiment([1, 3], n_sets=40, n_points=25, seed=3)
+    assert r.bias2_se.shape == r.variance_se.shape == r.measured_se.shape == (2,)
+    assert np.all(r.bias2_se > 0) and np.all(r.variance_se > 0) and np.all(r.measured_se > 0)
+
+
+def test_sixty_sample_counts_ties():
+    """Lesson 01's prose counts seeds where dropout was higher, lower and tied: the summary says
+    all three, and they add up to the number of seeds."""
+    from helpers.experiments import SixtySampleResult
+
+    r = SixtySampleResult([0, 1, 2, 3], np.array([0.8, 0.7, 0.75, 0.9]),
+                          np.array([0.81, 0.7, 0.74, 0.9]), np.ones(4))
+    assert r.counts() == (1, 1, 2)
+    assert "higher in 1 of 4 seeds, lower in 1, tied in 2" in r.summary()
+
+
 def test_half_precision_results_are_told_right_up_to_dtype():
     def pf_half(x, degree):
         return pf_torch(x, degree).half()
