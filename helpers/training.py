@@ -332,9 +332,39 @@ class SettingRuns:
     test_acc_curve: "Optional[np.ndarray]" = None
     lr: "Optional[np.ndarray]" = None
 
+    def early_stopped(self, patience: Optional[int] = 10):
+        """Early stopping replayed on the recorded curves (needs ``track=True``): per seed, stop
+        after ``patience`` epochs in a row without a lower validation loss (``None``: never stop)
+        and restore the epoch of the lowest validation loss seen until then.
+
+        Returns ``(val_acc, test_acc, best_epoch, stop_epoch)``, arrays of shape ``(S,)``;
+        epochs count from 1 and ``stop_epoch`` is the last epoch when the rule never fired.
+        """
+        import numpy as np
+
+        if self.val_loss_curve is None:
+            raise ValueError("early_stopped needs the curves: train with track=True")
+        best, stop = [], []
+        for curve in self.val_loss_curve:
+            b, bad, s = 0, 0, len(curve)
+            for e in range(1, len(curve)):
+                if curve[e] < curve[b]:
+                    b, bad = e, 0
+                else:
+                    bad += 1
+                    if patience is not None and bad >= patience:
+                        s = e + 1
+                        break
+            best.append(b)
+            stop.append(s)
+        best = np.array(best)
+        rows = np.arange(len(best))
+        return (self.val_acc_curve[rows, best], self.test_acc_curve[rows, best], best + 1,
+                np.array(stop))
+
 
 _SETTING_KEYS = {"weight_decay", "dropout", "batch_norm", "label_smoothing", "mixup", "shift",
-                 "scheduler", "per_batch", "plateau"}
+                 "scheduler", "per_batch", "plateau", "y_train"}
 
 
 def _shift_index(side: int, max_shift: int, device) -> torch.Tensor:
@@ -362,12 +392,16 @@ def train_mlp_settings(data: Split, settings: dict, seeds: Sequence[int], epochs
     along each axis, zeros filled in; the inputs must be flattened square images),
     ``scheduler`` (a factory ``optimizer -> LR scheduler``, stepped per epoch, or per batch with
     ``per_batch=True``) or ``plateau`` (a factory for ``ReduceLROnPlateau``, stepped per epoch
-    with each model's own validation loss). Every model is trained with Adam (AdamW with its
+    with each model's own validation loss), and ``y_train`` (training labels that replace
+    ``data.y_train`` for this setting, e.g. a noisy and a clean copy trained side by side).
+    Every model is trained with Adam (AdamW with its
     decay) at ``lr``, cross-entropy on mini-batches of ``batch_size``.
 
     Seeds are paired across settings: the model of seed ``s`` starts from the same weights
-    (``torch.manual_seed(s)``, then ``nn.Linear``'s initialisation) and sees the same batch
-    order in every setting; dropout masks, mixup and shifts are drawn per model. All models are
+    (``torch.manual_seed(1000 * s + layer)``, then ``nn.Linear``'s initialisation) and sees the
+    same batch order in every setting, and in every call with the same seeds and training-set
+    size (the batch order has a generator of its own); dropout masks, mixup and shifts are drawn
+    per model from another generator. All models are
     one stacked computation (batched matrix products), so a dozen settings over several seeds
     cost about as much as a few single runs. Returns ``{name: SettingRuns}``; the test split is
     only measured, never used for any choice.
@@ -396,7 +430,12 @@ def _train_stack(data, settings, seeds, epochs, hidden, lr, batch_size, track, b
     dev = data.x_train.device
     X, Y = data.x_train, data.y_train
     n, d_in = X.shape
-    K = int(max(Y.max(), data.y_val.max())) + 1
+    labels = [settings[nm].get("y_train") for nm in names]
+    for nm, y in zip(names, labels):
+        if y is not None and tuple(y.shape) != tuple(Y.shape):
+            raise ValueError(f"setting {nm!r}: y_train has shape {tuple(y.shape)}, not {tuple(Y.shape)}")
+    Y_m = torch.stack([(Y if y is None else y.to(dev)) for y in labels for _ in seeds])  # (M, n)
+    K = int(max(Y_m.max(), data.y_val.max())) + 1
 
     def per_model(key, default=0.0):
         vals = [float(settings[nm].get(key) or default) for nm in names for _ in seeds]
@@ -425,7 +464,8 @@ def _train_stack(data, settings, seeds, epochs, hidden, lr, batch_size, track, b
     n_lin = 2 * (len(widths) - 1)
     m_buf = [torch.zeros_like(q) for q in params]
     v_buf = [torch.zeros_like(q) for q in params]
-    gen = torch.Generator(device=dev).manual_seed(int(seeds[0]) + 7919)
+    gen = torch.Generator(device=dev).manual_seed(int(seeds[0]) + 7919)       # batch order
+    noise = torch.Generator(device=dev).manual_seed(int(seeds[0]) + 104729)  # masks, shifts, mixup
     side = int(round(d_in ** 0.5))
     max_shift = int(shift.max())
     shift_idx = _shift_index(side, max_shift, dev) if max_shift > 0 else None
@@ -451,7 +491,7 @@ def _train_stack(data, settings, seeds, epochs, hidden, lr, batch_size, track, b
             h = torch.relu(h)
             if train and bool((p_drop > 0).any()):
                 keep = (1 - p_drop)[:, None, None]
-                h = h * (torch.rand(h.shape, device=dev, generator=gen) < keep) / keep
+                h = h * (torch.rand(h.shape, device=dev, generator=noise) < keep) / keep
         return h
 
     def ce(logits, y, eps_m):
@@ -488,13 +528,13 @@ def _train_stack(data, settings, seeds, epochs, hidden, lr, batch_size, track, b
         order = torch.argsort(torch.rand(S, n, device=dev, generator=gen), dim=1)[seed_of]
         for start in range(0, n, batch_size):
             idx = order[:, start:start + batch_size]
-            xb, yb = X[idx], Y[idx]                                  # (M, B, d), (M, B)
+            xb, yb = X[idx], Y_m.gather(1, idx)                      # (M, B, d), (M, B)
             B = xb.shape[1]
             if shift_idx is not None:
                 k = shift_idx.shape[0]
                 span = 2 * max_shift + 1
-                dy = torch.randint(0, 2 ** 30, (M, B), device=dev, generator=gen) % (2 * shift[:, None] + 1)
-                dx = torch.randint(0, 2 ** 30, (M, B), device=dev, generator=gen) % (2 * shift[:, None] + 1)
+                dy = torch.randint(0, 2 ** 30, (M, B), device=dev, generator=noise) % (2 * shift[:, None] + 1)
+                dx = torch.randint(0, 2 ** 30, (M, B), device=dev, generator=noise) % (2 * shift[:, None] + 1)
                 choice = (dy - shift[:, None] + max_shift) * span + (dx - shift[:, None] + max_shift)
                 padded = torch.cat([xb, torch.zeros(M, B, 1, device=dev)], -1)
                 xb = padded.gather(-1, shift_idx[choice.clamp(0, k - 1)])
@@ -503,7 +543,7 @@ def _train_stack(data, settings, seeds, epochs, hidden, lr, batch_size, track, b
                 a = alpha.clamp(min=1e-6)
                 draw = torch.distributions.Beta(a, a).sample()
                 lam = torch.where(alpha > 0, draw, lam)
-                perm = torch.argsort(torch.rand(M, B, device=dev, generator=gen), dim=1)
+                perm = torch.argsort(torch.rand(M, B, device=dev, generator=noise), dim=1)
                 rows = torch.arange(M, device=dev)[:, None]
                 xb = lam[:, None, None] * xb + (1 - lam[:, None, None]) * xb[rows, perm]
                 yb2 = yb[rows, perm]

@@ -3,6 +3,7 @@ seeds, common mistakes fail at each with a hint that names the mistake (and neve
 reference expression or the expected value), schedulers from torch are refused, and the
 early-stopping explorer computes what it shows."""
 
+import dataclasses
 import copy
 import io
 import math
@@ -678,6 +679,30 @@ def test_train_mlp_settings_pairs_seeds_and_applies_settings():
     assert np.allclose(runs["cos"].lr[0], want) and np.allclose(a.lr, 1e-2)
     with pytest.raises(ValueError, match="unknown keys"):
         train_mlp_settings(split, {"x": {"dropuot": 0.5}}, seeds=(0,), epochs=1)
+
+
+def test_train_mlp_settings_y_train_and_pairing_across_calls():
+    """Per-setting labels train side by side; the batch order is the same in a second call
+    whatever else the stack holds (dropout draws use their own generator), so a later call pairs
+    with an earlier one; early_stopped replays restore-best on the recorded curves."""
+    from helpers.training import train_mlp_settings
+    split = _tiny_split()
+    other = (split.y_train + 1) % int(split.y_train.max() + 1)
+    kw = dict(seeds=(0, 1), epochs=5, hidden=(8,), lr=1e-2, batch_size=20, track=True)
+    one = train_mlp_settings(split, {"a": {}, "drop": {"dropout": 0.5}, "other": {"y_train": other}}, **kw)
+    two = train_mlp_settings(split, {"a": {}}, **kw)
+    assert np.array_equal(one["a"].val_loss_curve, two["a"].val_loss_curve)
+    assert not np.array_equal(one["a"].val_loss_curve, one["other"].val_loss_curve)
+    alone = train_mlp_settings(dataclasses.replace(split, y_train=other), {"x": {}}, **kw)
+    assert np.allclose(alone["x"].val_loss_curve, one["other"].val_loss_curve, atol=1e-6)
+    val, test, best, stop = one["a"].early_stopped(patience=None)
+    curve = one["a"].val_loss_curve
+    assert np.array_equal(best, curve.argmin(1) + 1) and np.array_equal(stop, [5, 5])
+    assert np.array_equal(test, one["a"].test_acc_curve[[0, 1], best - 1])
+    _, _, best1, stop1 = one["a"].early_stopped(patience=1)
+    assert (stop1 <= 5).all() and (best1 <= stop1).all()
+    with pytest.raises(ValueError, match="y_train has shape"):
+        train_mlp_settings(split, {"x": {"y_train": other[:3]}}, seeds=(0,), epochs=1)
 
 
 def test_shift_index_moves_pixels_and_fills_zeros():
