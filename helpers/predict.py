@@ -12,7 +12,8 @@ In a lesson::
   to touch anything: the prediction starts at 0.5 (no opinion) and a lesson runs top to bottom.
 - :func:`resolve` takes the outcome *computed by the notebook* (on a GPU or another seed it may
   differ, and it is resolved honestly), shows it with the prediction's Brier score
-  ``(p - outcome)**2`` and log score ``-log(p if outcome else 1 - p)``, and records it.
+  ``(p - outcome)**2`` and log score ``-log(p if outcome else 1 - p)``, and records it when the
+  learner made it (moved the slider or gave a probability): an untouched 0.5 is no prediction.
 - Records persist in ``.course-predictions.json`` beside the notebooks (one entry per statement,
   the latest resolution wins) and inside the notebook itself: the resolving cell's output
   carries the record in its metadata (``RECORD_KEY``), so a submitted file carries its
@@ -140,12 +141,14 @@ def resolve(pid: str, outcome: bool, evidence: str = "", lesson: str | None = No
     outcome = bool(outcome)
     rec = Resolved({"id": pid, "statement": pred.statement, "p": round(pred.p, 4), "outcome": outcome,
            "brier": round(brier(pred.p, outcome), 4), "log_score": round(log_score(pred.p, outcome), 4),
-           "lesson": lesson or pid[1:].split(".")[0].zfill(2)})
+           "lesson": lesson or pid[1:].split(".")[0].zfill(2), "made": pred.touched})
     text = (f"{pid}: {'TRUE' if outcome else 'FALSE'} on this run"
             + (f" ({evidence})" if evidence else "")
             + f". You said {pred.p:.0%}: Brier score {rec['brier']:.3f} (0 is perfect, 0.25 is "
             f"a coin), log score {rec['log_score']:.3f}.")
-    if _enabled():
+    if not pred.touched:
+        text += " (The slider was left where it started, so this is not kept in your record.)"
+    if _enabled() and pred.touched:
         path = record_file()
         data = _load(path)
         data[pid] = rec
@@ -219,13 +222,14 @@ def show_record(path: Path | None = None):
 
 
 def in_notebook(nb) -> list[dict]:
-    """The resolved predictions a saved notebook carries (outputs' metadata), for the grader.
+    """The predictions a saved notebook carries (outputs' metadata), for the grader: resolved
+    and made (a slider moved or a probability given; one left at its start is no prediction).
     Only well-formed records count; the latest of one id wins."""
     found = {}
     for cell in getattr(nb, "cells", []) or []:
         for out in cell.get("outputs", []) or []:
             rec = (out.get("metadata") or {}).get(RECORD_KEY)
-            if _valid(rec) and isinstance(rec.get("id"), str):
+            if _valid(rec) and isinstance(rec.get("id"), str) and rec.get("made", True) is True:
                 found[rec["id"]] = {k: rec[k] for k in ("id", "p", "outcome", "lesson", "statement")
                                     if k in rec}
     return [found[k] for k in sorted(found)]

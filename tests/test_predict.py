@@ -45,10 +45,13 @@ def test_predict_then_resolve_persists_and_scores(record_path, capsys):
     assert [r["p"] for r in P.records()] == [0.3]
 
 
-def test_untouched_prediction_is_neutral(record_path):
+def test_untouched_prediction_is_neutral_and_not_kept(record_path, capsys):
     pred = P.predict("p4.1", "batch norm in eval equals train mode")
     assert pred.p == 0.5 and not pred.touched
-    assert P.resolve("p4.1", outcome=True)["brier"] == 0.25
+    rec = P.resolve("p4.1", outcome=True)
+    assert rec["brier"] == 0.25 and rec["made"] is False
+    assert "not kept in your record" in capsys.readouterr().out
+    assert P.records() == [] and not record_path.exists()
 
 
 def test_out_of_range_probability_is_refused(record_path):
@@ -85,12 +88,15 @@ def test_reliability_uses_the_course_calibration_code(record_path):
 def test_a_saved_notebook_carries_its_predictions():
     nb = nbformat.v4.new_notebook()
     good = {"id": "p3.1", "p": 0.7, "outcome": True, "lesson": "03", "statement": "s"}
+    neutral = {"id": "p3.3", "p": 0.5, "outcome": True, "made": False}
     nb.cells = [nbformat.v4.new_code_cell("resolve(...)", outputs=[
         nbformat.v4.new_output("display_data", data={"text/plain": "p3.1: TRUE"},
                                metadata={P.RECORD_KEY: good})]),
         nbformat.v4.new_code_cell("x", outputs=[
             nbformat.v4.new_output("display_data", data={"text/plain": "forged"},
-                                   metadata={P.RECORD_KEY: {"id": "p3.2", "p": 7, "outcome": 1}})])]
+                                   metadata={P.RECORD_KEY: {"id": "p3.2", "p": 7, "outcome": 1}}),
+            nbformat.v4.new_output("display_data", data={"text/plain": "p3.3"},
+                                   metadata={P.RECORD_KEY: neutral})])]
     assert P.in_notebook(nb) == [good]
 
 
@@ -105,5 +111,9 @@ def test_a_lesson_cell_pair_runs_in_a_kernel_without_touching_the_slider(tmp_pat
         'resolve("p9.1", outcome=2 + 2 == 4)')]
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert "50%" in nb.cells[2].outputs[0]["data"]["text/plain"]
-    assert P.in_notebook(nb)[0]["outcome"] is True
-    assert json.loads((tmp_path / P.DEFAULT_FILE).read_text())["p9.1"]["p"] == 0.5
+    assert P.in_notebook(nb) == []                       # an untouched slider is no prediction
+    assert not (tmp_path / P.DEFAULT_FILE).exists()
+    nb.cells.append(nbformat.v4.new_code_cell('predict("p9.2", "one is odd", 0.9)\nresolve("p9.2", 1 % 2 == 1)'))
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert [r["id"] for r in P.in_notebook(nb)] == ["p9.2"]
+    assert json.loads((tmp_path / P.DEFAULT_FILE).read_text())["p9.2"]["p"] == 0.9
