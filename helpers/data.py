@@ -168,3 +168,40 @@ def mixup_batch_loss(alpha: float, num_classes: int):
         xm, t = mixup_soft(x, y, alpha, num_classes)
         return F.cross_entropy(model(xm), t)
     return batch_loss
+
+
+def cutmix_soft(x: torch.Tensor, y: torch.Tensor, alpha: float, num_classes: int,
+                generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix with soft targets: ``(x_mixed, targets)`` for images ``(N, C, H, W)``.
+
+    One ``r ~ Beta(alpha, alpha)`` and one pairing per batch; one box of sides about
+    ``sqrt(1 - r)`` times ``H`` and ``W``, centred uniformly and clipped to the image, filled with
+    the partner's pixels. ``targets`` ``(N, num_classes)`` put the fraction of pixels actually
+    kept on ``y`` and the rest on the partner's label (rows sum to 1)."""
+    n, _, h, w = x.shape
+    g = torch.distributions.Gamma(float(alpha), 1.0).sample((2,))     # Beta via two Gammas
+    r = float(g[0] / g.sum())
+    order = torch.argsort(torch.rand(n, generator=generator, device=x.device))
+    bh, bw = round(h * (1 - r) ** 0.5), round(w * (1 - r) ** 0.5)
+    centre = torch.rand(2, generator=generator, device=x.device)
+    cy, cx = int(centre[0] * h), int(centre[1] * w)
+    rows = (torch.arange(h, device=x.device) >= cy - bh // 2) & (torch.arange(h, device=x.device) < cy - bh // 2 + bh)
+    cols = (torch.arange(w, device=x.device) >= cx - bw // 2) & (torch.arange(w, device=x.device) < cx - bw // 2 + bw)
+    inside = rows[:, None] & cols[None, :]                            # (H, W), clipped by construction
+    kept = 1.0 - inside.sum().item() / (h * w)
+    targets = torch.zeros(n, num_classes, device=x.device)
+    idx = torch.arange(n, device=x.device)
+    targets.index_put_((idx, y), torch.tensor(kept, device=x.device), accumulate=True)
+    targets.index_put_((idx, y[order]), torch.tensor(1 - kept, device=x.device), accumulate=True)
+    return torch.where(inside, x[order], x), targets
+
+
+def cutmix_batch_loss(alpha: float, num_classes: int):
+    """A ``batch_loss(model, x, y, loss_fn)`` hook for :func:`helpers.training.train`: each
+    mini-batch is mixed by :func:`cutmix_soft` and scored by cross-entropy on the soft targets."""
+    import torch.nn.functional as F
+
+    def batch_loss(model, x, y, loss_fn):
+        xm, t = cutmix_soft(x, y, alpha, num_classes)
+        return F.cross_entropy(model(xm), t)
+    return batch_loss
