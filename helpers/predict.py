@@ -229,7 +229,7 @@ def in_notebook(nb) -> list[dict]:
     for cell in getattr(nb, "cells", []) or []:
         for out in cell.get("outputs", []) or []:
             rec = (out.get("metadata") or {}).get(RECORD_KEY)
-            if _valid(rec) and isinstance(rec.get("id"), str) and rec.get("made", True) is True:
+            if _valid(rec) and isinstance(rec.get("id"), str) and rec.get("made") is True:
                 found[rec["id"]] = {k: rec[k] for k in ("id", "p", "outcome", "lesson", "statement")
                                     if k in rec}
     return [found[k] for k in sorted(found)]
