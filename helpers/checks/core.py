@@ -443,7 +443,8 @@ RAISED_HINTS = [
      r"shapes? .* (?:do not|don't) match|non-singleton dimension",
      "two arrays do not line up: a reduction (mean, sum, var) without keepdim=True / keepdims=True, "
      "or over the wrong axis, leaves a shape that no longer broadcasts. Print the shapes."),
-    (r"mat1 and mat2 shapes cannot be multiplied|matmul: Input operand|size mismatch",
+    (r"mat1 and mat2 shapes cannot be multiplied|Input operand \d+ has a mismatch in its core "
+     r"dimension|size mismatch",
      "a matrix product whose inner dimensions differ: check which axis holds samples and "
      "which holds features (a transpose missing or extra)."),
     (r"expected (?:scalar type|m1 and m2 to have the same dtype)|found dtype \w+ but expected|"
@@ -456,8 +457,9 @@ RAISED_HINTS = [
      "an in-place change of a parameter is recorded by autograd: do it inside "
      "`with torch.no_grad():`."),
     (r"'NoneType' object|NoneType",
-     "a value is None where an array was expected: a function without a `return` (or an "
-     "in-place method such as .sort() or list.append, which return None) is the usual cause."),
+     "a value is None where a number or an array was expected: an argument that may be None "
+     "(a default such as momentum=None) used in arithmetic, a function without a `return`, or "
+     "an in-place method (.sort(), list.append), which returns None."),
     (r"missing \d+ required positional argument|takes \d+ positional arguments? but \d+|"
      r"got an unexpected keyword argument",
      "the function's parameters differ from the ones the exercise names: keep exactly the "

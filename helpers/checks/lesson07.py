@@ -431,8 +431,8 @@ def _judge_restore(label, best_k, rec, base):
                 raise Fail(f"{label}: after restore_best the model still had its latest "
                            "weights, and your object holds tensors that share memory with the "
                            "model: model.state_dict() is not a copy, its tensors are the "
-                           "model's own and keep changing with training. Save a deep copy "
-                           "(copy.deepcopy(model.state_dict()) or clone every tensor).")
+                           "model's own and keep changing with training. What you keep must "
+                           "own its tensors (the copy module, or a clone per tensor).")
             raise Fail(f"{label}: restore_best(model) left the model's latest weights in "
                        "place (it never restores): it must load the saved best weights "
                        "into the model.")
