@@ -314,13 +314,16 @@ def test_kill_uid_kills_setsid_daemons():
             "            time.sleep(120)\n"
             "        os._exit(0)\n"
             "time.sleep(120)\n")
-    with sandbox.protect([], []):  # Python may live in a folder closed to others (/root)
+    # Python may live in a folder closed to others (/root): keep it open until the processes
+    # have started (under load the child can still be reading its stdlib after Popen returns)
+    with sandbox.protect([], []):
         p = subprocess.Popen([PY, "-I", "-c", code], user=uid, group=uid, extra_groups=[],
                              start_new_session=True, cwd="/")
-    try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while len(sandbox.uid_processes(uid)) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
+        time.sleep(0.5)                        # the daemons are in time.sleep by now
+    try:
         assert len(sandbox.uid_processes(uid)) >= 4
         assert sandbox.kill_uid(uid)
         assert sandbox.uid_processes(uid) == []
