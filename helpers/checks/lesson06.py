@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from scipy.special import betainc
 
-from helpers.checks.core import (Fail, Raised, Value, learner_frame, as_array, as_float,
+from helpers.checks.core import (Fail, Raised, Value, raised_data, as_array, as_float,
                                  capture, case_rng, close, decode, encode, exercise,
                                  input_changed, inputs_after, learner_code, seed_all, unwrap)
 
@@ -388,8 +388,7 @@ def _lam_draws(fn, x, y, alpha, gen, n) -> dict:
                     lam = lam.detach().cpu().double().numpy()
                 a = np.asarray(lam, dtype=np.float64)
             except Exception as e:  # noqa: BLE001 - any learner error becomes data
-                return {"lams": encode(lams[:k]), "odd": {"__raised__": f"{type(e).__name__}: {e}"[:500],
-                                                           "__where__": learner_frame(e)}}
+                return {"lams": encode(lams[:k]), "odd": raised_data(e)}
             if a.size != 1:
                 return {"lams": encode(lams[:k]), "odd": encode(lam)}
             lams[k] = float(a.reshape(()))
@@ -929,8 +928,7 @@ def _probe_cut_stats(fn, x, y, alphas, gen) -> dict:
             try:
                 out = fn(xin, yin, alphas[k // CUT_CALLS], gen if k % 2 == 0 else None)
             except Exception as e:  # noqa: BLE001 - any learner error becomes data
-                others.append([k, {"__raised__": f"{type(e).__name__}: {e}"[:500],
-                                   "__where__": learner_frame(e)}])
+                others.append([k, raised_data(e)])
                 break
             if k == 0:
                 first = [_small_ints(e) for e in inputs_after(xin, yin)]

@@ -36,7 +36,7 @@ from torch import nn
 
 from helpers.checks.core import (Fail, Raised, Value, as_array, as_float, capture, case_rng,
                                  close, encode, exercise, learner_code, match_mistake, unwrap)
-from helpers.checks.core import learner_frame
+from helpers.checks.core import raised_data
 
 # ================================================================== ex7.1 EarlyStopping
 
@@ -148,7 +148,7 @@ def _storages(obj, depth=0, seen=None):
 
 
 def _raised(e):
-    return {"__raised__": f"{type(e).__name__}: {e}"[:500], "__where__": learner_frame(e)}
+    return raised_data(e)
 
 
 def _attr(obj, name):
